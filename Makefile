@@ -1,0 +1,45 @@
+# The README's commands. Each target bootstraps what it needs on a fresh machine.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+export UV_LINK_MODE := copy
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_HOME
+
+.PHONY: demo test bench ui lint sandbox env system-deps clean
+
+# Python environment from the lock file (uv is installed with pip if missing).
+env: .venv/.synced
+.venv/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+# Debian packages some tests need (headless Chromium for the UI and report tests).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (needed by the page-rendering tests)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || { echo "could not install chromium: run as root or install it with apt-get"; exit 1; }; }
+
+demo: env
+	$(PY) -m orchestration.demo
+
+test: env system-deps
+	$(PY) -m pytest
+
+bench: env
+	$(PY) -m bench
+
+ui: env
+	$(PY) -m orchestration.ui
+
+sandbox: env
+	$(PY) -m connectors.sandbox --port 8765 --preset demo --seed 7
+
+lint: env
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy connectors transforms orchestration
+
+clean:
+	rm -rf data .dagster_home .pytest_cache .ruff_cache .mypy_cache
