@@ -19,7 +19,14 @@ AREAS = ("ga4", "hubspot", "transforms")
 RESULTS = Path("data/bench-results.json")
 
 
-def meets(value: float, target: str) -> bool:
+# Figures where more is better; every other figure is a ceiling.
+HIGHER_IS_BETTER = ("utilisation", "rows_per_s", "speedup")
+
+
+def meets(value: float, target: str | float, name: str = "") -> bool:
+    if isinstance(target, int | float):
+        higher = any(word in name for word in HIGHER_IS_BETTER)
+        return value >= target if higher else value <= target
     text = str(target).strip()
     for symbol, op in (("<=", operator.le), (">=", operator.ge)):
         if text.startswith(symbol):
@@ -42,7 +49,7 @@ def main(argv: list[str]) -> int:
     print(f"\n{'figure':40} {'value':>12} {'target':>10}  unit")
     for name, entry in sorted(results.items()):
         target = entry.get("target")
-        ok = meets(entry["value"], target) if target else True
+        ok = meets(entry["value"], target, name) if target is not None else True
         failed += not ok
         mark = "ok " if ok else "MISS"
         print(f"{mark} {name:36} {entry['value']:>12.4g} {str(target or ''):>10}  {entry.get('unit', '')}")
