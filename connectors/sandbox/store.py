@@ -1,0 +1,425 @@
+"""The sandbox's deterministic synthetic store: one population of web visitors and CRM records.
+
+Both fake APIs (GA4 Data API, HubSpot CRM v3) serve views of this store, so cross-source totals
+reconcile exactly. Contract: ``docs/CONTRACTS.md`` §1 (tables and columns) and §5 (planted truths).
+
+Model
+-----
+*Sessions* (GA4 property ``123456789``, time zone America/New_York, one row per session). Per day a
+Poisson number of sessions around ``sessions_per_day`` (weekday factor), start times from a diurnal
+profile. 32 % of sessions are returning visits: they pick a visitor who existed before that day (recent
+visitors more often; a pool of earlier visitors exists before the window), so every visitor whose first
+session falls in the store has exactly one ``new`` session, their first. Device category and country are
+properties of the visitor, drawn independently of everything else. Channel (GA4 default channel groups)
+depends on new/returning; source/medium/campaign and the landing page (20 paths) depend on the channel.
+
+Per session, micro actions: the process milestones are drawn from the bottom up so that
+``purchase ⊂ begin_checkout ⊂ add_to_cart ⊂ view_item`` holds for every session (counts too); secondary
+actions sign_up, file_download, add_to_wishlist, search, share, view_size_chart, write_review, and
+generate_lead (0/1, about ``lead_rate`` of sessions) with a ``lead_form``. Purchase propensity is
+``PURCHASE_BASE × channel multiplier × 1.3 if returning × 4 if add_to_wishlist``; revenue is log-normal.
+
+*CRM* (HubSpot, timestamps UTC). Every session with generate_lead creates exactly one contact at the
+session's start (local time converted to UTC with DuckDB's ICU rules). ``lead_form`` becomes
+``first_conversion_event_name``. Newsletter signups enter ``subscriber`` at creation and ``lead`` about an
+hour later; the other forms enter ``lead`` at creation. Then MQL → SQL → opportunity → (deal) → customer
+with per-form progression probabilities and exponential delays; a stage is entered only if its time is
+before the store's end (the local midnight after ``end_date``), so no date lies in the future.
+Each contact that entered opportunity has one deal (pipeline ``default``) created at the opportunity date;
+deals whose close time falls inside the store are closedwon/closedlost, open ones sit in a stage by
+elapsed share of their time to close (their ``closedate`` is the expected one and may lie after the end).
+Customers are exactly the contacts whose deal is closedwon (customer date = closedate).
+0.5 % of contacts are archived, another 0.5 % merged into a live survivor (``merged_into``; the survivor's
+``hs_merged_object_ids`` lists them, ';'-separated as HubSpot does). ``lastmodifieddate`` is at or after
+every stage and conversion date; a block of ``bulk_import_contacts`` live contacts shares one
+``lastmodifieddate`` instant (end − 6 h, a bulk import) so the HubSpot search 10,000-result cap bites.
+Personal data are synthetic: ``firstname.lastname.<id>@example.com``, ``+1-555-<7 digits>``.
+
+Planted truths (``store.truth.planted``, CONTRACTS §5)
+------------------------------------------------------
+- channel Email buys about twice as often per session as the rest; Display about 0.4×.
+- country and device category: identical propensities (visitor attributes drawn independently).
+- contact level: "Demo request" contacts reach customer several times as often as the rest;
+  "Newsletter signup" uses exactly the same progression probabilities as "Contact us"/"Brochure request".
+- session level: add_to_wishlist multiplies purchase probability by 4; share is drawn with one constant
+  probability, independently of everything (no link to purchase).
+- cross-source: per property-local date and channel, GA4 generate_lead count == contacts created,
+  counting every contact, including those later archived or merged (a merge in HubSpot does not delete
+  the creation). ``createdate`` converts back to the session's local date exactly.
+
+Determinism: one ``np.random.default_rng(seed)`` drawn in a fixed order, sessions in fixed 28-day chunks;
+``Store.fingerprint()`` hashes every table, and the same parameters give the same fingerprint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from connectors.sandbox import store_model as m
+from connectors.sandbox.store_gen import EVENT_COLUMNS, GenParams, end_instant_utc, populate
+
+__all__ = ["PRESETS", "Preset", "Store", "StoreTruth", "build_store"]
+
+TABLES = ("sessions", "contacts", "deals", "companies")
+_TABLE_KEYS = {"sessions": "session_id", "contacts": "id", "deals": "id", "companies": "id"}
+FUNNEL_STEPS = ("view_item", "add_to_cart", "begin_checkout", "purchase")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Scale parameters of a store; ``build_store`` keyword overrides replace fields."""
+
+    name: str
+    days: int
+    sessions_per_day: float
+    lead_rate: float = 0.055
+    bulk_import_contacts: int = 2_000
+    companies: int | None = None  # None: about one per 150 contacts, between 20 and 5,000
+
+
+PRESETS: dict[str, Preset] = {
+    "demo": Preset(name="demo", days=90, sessions_per_day=2_000, bulk_import_contacts=2_000),
+    "large": Preset(name="large", days=365, sessions_per_day=50_000, bulk_import_contacts=12_000),
+}
+
+# Stores up to this many sessions are generated once per parameter set and kept (as Arrow) in memory.
+_MEMORY_CACHE_MAX_SESSIONS = 3_000_000
+
+
+class StoreTruth:
+    """Ground truth of a store for tests and benchmarks; every helper is one SQL query."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self.planted: dict[str, Any] = {
+            "better_segment": ("channel", "Email"),
+            "worse_segment": ("channel", "Display"),
+            "null_dimensions": ["country", "device_category"],
+            "leading_micro_contact": "Demo request",
+            "non_leading_micro_contact": "Newsletter signup",
+            "leading_micro_session": "add_to_wishlist",
+            "non_leading_micro_session": "share",
+            "macro_session": "purchase",
+            "macro_contact": "customer",
+            "purchase_channel_multiplier": dict(
+                zip(m.CHANNELS, m.PURCHASE_CHANNEL_MULT.tolist(), strict=True)
+            ),
+            "wishlist_purchase_multiplier": m.WISHLIST_PURCHASE_MULT,
+        }
+
+    def _df(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return self._store.cursor().execute(sql, params or {}).df()
+
+    def ga4_leads_by_day_channel(self) -> pd.DataFrame:
+        """GA4 view: generate_lead events per property-local date and channel."""
+        return self._df(
+            "SELECT date, channel, sum(generate_lead)::BIGINT AS n FROM sessions "
+            "WHERE generate_lead > 0 GROUP BY ALL ORDER BY date, channel"
+        )
+
+    def contacts_created_by_day_channel(self) -> pd.DataFrame:
+        """HubSpot view: contacts created per property-local date and channel (all contacts, including
+        archived and merged ones), mapping hs_analytics_source back onto the channel."""
+        return self._df(
+            """
+            WITH src_map AS (SELECT unnest($sources) AS hs_source, unnest($channels) AS channel)
+            SELECT timezone($tz, timezone('UTC', c.createdate))::DATE AS date, s.channel, count(*)::BIGINT AS n
+            FROM contacts c JOIN src_map s ON s.hs_source = c.hs_analytics_source
+            GROUP BY ALL ORDER BY date, channel
+            """,
+            {"sources": list(m.HS_SOURCES), "channels": list(m.CHANNELS), "tz": m.TIME_ZONE},
+        )
+
+    def sessions_by_day(self) -> pd.DataFrame:
+        """Sessions, engaged sessions, users, new users, purchases and revenue per property-local date."""
+        return self._df(
+            """
+            SELECT date, count(*)::BIGINT AS sessions, count(*) FILTER (engaged)::BIGINT AS engaged_sessions,
+                count(DISTINCT user_id)::BIGINT AS users,
+                count(*) FILTER (new_vs_returning = 'new')::BIGINT AS new_users,
+                sum(purchase)::BIGINT AS purchases, sum(purchase_revenue) AS purchase_revenue,
+                sum(generate_lead)::BIGINT AS leads
+            FROM sessions GROUP BY date ORDER BY date
+            """
+        )
+
+    def funnel_counts(self, by_date: bool = False) -> pd.DataFrame:
+        """Sessions reaching each purchase-funnel step (and the step's event count), in step order."""
+        group = "date, " if by_date else ""
+        selects = [
+            f"SELECT {group}{i + 1} AS step_order, '{step}' AS step, "
+            f"count(*) FILTER ({step} > 0)::BIGINT AS sessions, sum({step})::BIGINT AS events FROM sessions"
+            + (" GROUP BY date" if by_date else "")
+            for i, step in enumerate(FUNNEL_STEPS)
+        ]
+        return self._df(" UNION ALL ".join(selects) + f" ORDER BY {group}step_order")
+
+    def purchase_rate_by(self, dimension: str) -> pd.DataFrame:
+        """Sessions, purchasing sessions and purchase rate per value of a session dimension."""
+        col = _session_dimension(dimension)
+        return self._df(
+            f"SELECT {col} AS value, count(*)::BIGINT AS sessions, "
+            f"count(*) FILTER (purchase > 0)::BIGINT AS purchasing_sessions, "
+            f"avg((purchase > 0)::INT) AS rate FROM sessions GROUP BY ALL ORDER BY value"
+        )
+
+    def customer_rate_by_form(self) -> pd.DataFrame:
+        """Contacts, customers and customer rate per first conversion form (all contacts)."""
+        return self._df(
+            "SELECT first_conversion_event_name AS form, count(*)::BIGINT AS contacts, "
+            "count(hs_v2_date_entered_customer)::BIGINT AS customers, "
+            "avg((hs_v2_date_entered_customer IS NOT NULL)::INT) AS rate FROM contacts GROUP BY ALL ORDER BY form"
+        )
+
+
+def _session_dimension(name: str) -> str:
+    allowed = {
+        "channel",
+        "device_category",
+        "country",
+        "new_vs_returning",
+        "landing_page",
+        "campaign",
+        "source",
+        "medium",
+    }
+    if name not in allowed:
+        raise ValueError(f"unknown session dimension {name!r}; use one of {sorted(allowed)}")
+    return name
+
+
+class Store:
+    """A built synthetic store: an in-memory DuckDB connection plus its parameters and truth helpers."""
+
+    time_zone = m.TIME_ZONE
+    property_id = m.PROPERTY_ID
+    currency_code = m.CURRENCY_CODE
+    lifecycle_stages = m.LIFECYCLE_STAGES
+    deal_pipeline = m.DEAL_PIPELINE
+    deal_stages = m.DEAL_STAGES
+    channels = m.CHANNELS
+    channel_to_hs_source = m.CHANNEL_TO_HS_SOURCE
+    lead_forms = dict(zip(m.LEAD_FORMS, m.HS_FORM_NAMES, strict=True))
+    event_names = EVENT_COLUMNS
+    tables = TABLES
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        preset: Preset,
+        seed: int,
+        start_date: dt.date,
+        end_date: dt.date,
+    ):
+        self.con = con
+        self.preset = preset
+        self.seed = seed
+        self.start_date = start_date
+        self.end_date = end_date
+        # First instant after the store (local midnight after end_date) as naive UTC; no stage date reaches it.
+        self.end_instant_utc: dt.datetime = end_instant_utc(end_date)
+        self.truth = StoreTruth(self)
+        self._lock = threading.Lock()
+        self._touches = 0
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for the calling thread (DuckDB connections are not shared across threads)."""
+        return self.con.cursor()
+
+    def row_counts(self) -> dict[str, int]:
+        cur = self.cursor()
+        return {t: cur.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TABLES}
+
+    def fingerprint(self) -> str:
+        """SHA-256 over every table (row count and an order-independent sum of per-row hashes), stable order."""
+        cur = self.cursor()
+        digest = hashlib.sha256()
+        for table in TABLES:
+            cols = [r[0] for r in cur.execute(f"DESCRIBE {table}").fetchall()]
+            row_hash = "hash(" + ", ".join(f'"{c}"' for c in cols) + ")"
+            n, total, xor = cur.execute(
+                f"SELECT count(*), sum({row_hash}::HUGEINT), bit_xor({row_hash}) FROM {table}"
+            ).fetchall()[0]
+            digest.update(f"{table}|{','.join(cols)}|{n}|{total}|{xor}\n".encode())
+        return digest.hexdigest()
+
+    def touch_contacts(
+        self,
+        fraction: float = 0.01,
+        at: dt.datetime | None = None,
+        spread: dt.timedelta = dt.timedelta(hours=1),
+    ) -> list[int]:
+        """Modify a deterministic subset of live contacts, as a day of CRM activity would.
+
+        Sets ``lastmodifieddate`` of ``fraction`` of the live (not archived, not merged) contacts to
+        ``at`` + a uniform offset within ``spread`` (naive UTC; default: the store's end instant), and moves
+        a fifth of the touched leads on to marketingqualifiedlead at that time. Returns the touched ids.
+        The subset depends on the store's seed and on how many touches came before, so repeated calls
+        touch different contacts. ``at`` must not precede any touched contact's lastmodifieddate.
+        """
+        if not 0 < fraction <= 1:
+            raise ValueError("fraction must be in (0, 1]")
+        at = self.end_instant_utc if at is None else at
+        if at.tzinfo is not None:
+            at = at.astimezone(dt.UTC).replace(tzinfo=None)
+        with self._lock:
+            self._touches += 1
+            rng = np.random.default_rng([self.seed, 7_919, self._touches])
+            cur = self.cursor()
+            live = cur.execute(
+                "SELECT id FROM contacts WHERE NOT archived AND merged_into IS NULL ORDER BY id"
+            ).fetchnumpy()["id"]
+            k = int(round(fraction * live.shape[0]))
+            chosen = np.sort(rng.choice(live, size=k, replace=False))
+            offsets_us = (rng.random(k) * spread.total_seconds() * 1e6).astype(np.int64)
+            promote = rng.random(k) < 0.2
+            latest = cur.execute(
+                "SELECT max(lastmodifieddate) FROM contacts WHERE id IN (SELECT unnest($ids))",
+                {"ids": chosen.tolist()},
+            ).fetchall()[0][0]
+            if latest is not None and latest > at:
+                raise ValueError(
+                    f"touch_contacts: at={at} precedes a touched contact's lastmodifieddate {latest}"
+                )
+            at_us = int(at.replace(tzinfo=dt.UTC).timestamp() * 1_000_000)
+            touched = pa.table(
+                {
+                    "id": chosen,
+                    "ts": pa.array(at_us + offsets_us, pa.int64()).cast(pa.timestamp("us")),
+                    "promote": promote,
+                }
+            )
+            cur.register("touched_contacts", touched)
+            cur.execute("BEGIN")
+            cur.execute(
+                """
+                UPDATE contacts SET
+                    lastmodifieddate = t.ts,
+                    lifecyclestage = CASE WHEN t.promote AND contacts.lifecyclestage = 'lead'
+                        THEN 'marketingqualifiedlead' ELSE contacts.lifecyclestage END,
+                    hs_v2_date_entered_marketingqualifiedlead = CASE
+                        WHEN t.promote AND contacts.lifecyclestage = 'lead' THEN t.ts
+                        ELSE contacts.hs_v2_date_entered_marketingqualifiedlead END
+                FROM touched_contacts t WHERE contacts.id = t.id
+                """
+            )
+            cur.execute("COMMIT")
+            cur.unregister("touched_contacts")
+            return chosen.tolist()
+
+
+def _default_end_date() -> dt.date:
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+
+
+def _resolve(preset: str | Preset, overrides: dict[str, Any]) -> Preset:
+    if isinstance(preset, Preset):
+        base = preset
+    elif preset in PRESETS:
+        base = PRESETS[preset]
+    else:
+        raise ValueError(f"unknown store preset {preset!r}; use one of {sorted(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(Preset)} - {"name"}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise TypeError(f"unknown build_store override(s) {sorted(unknown)}; allowed: {sorted(fields)}")
+    resolved = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    if resolved.days < 1 or resolved.sessions_per_day <= 0 or not 0 < resolved.lead_rate < 1:
+        raise ValueError(f"invalid store scale: {resolved}")
+    return resolved
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_tables(params: GenParams) -> dict[str, pa.Table]:
+    con = duckdb.connect()
+    populate(con, params)
+    return {t: con.sql(f"SELECT * FROM {t} ORDER BY {_TABLE_KEYS[t]}").to_arrow_table() for t in TABLES}
+
+
+def _load_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
+    for name, table in tables.items():
+        con.register("src_table", table)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM src_table")
+        con.unregister("src_table")
+    from connectors.sandbox.store_gen import _create_events_view
+
+    _create_events_view(con)
+
+
+def _cache_file(cache_dir: Path, preset: Preset, params: GenParams) -> Path:
+    key = hashlib.sha256(repr(params).encode()).hexdigest()[:12]
+    return cache_dir / f"store-{preset.name}-seed{params.seed}-{params.end_date.isoformat()}-{key}.duckdb"
+
+
+def build_store(
+    preset: str | Preset = "demo",
+    seed: int = 7,
+    end_date: dt.date | str | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    memory_limit: str | None = None,
+    **overrides: Any,
+) -> Store:
+    """Build (or fetch from cache) a store; see the module docstring for the model.
+
+    ``overrides`` replace :class:`Preset` fields (days, sessions_per_day, lead_rate, bulk_import_contacts,
+    companies). Every call returns an independent connection (``touch_contacts`` on one store never shows
+    in another). Small stores are generated once per parameter set and kept in memory as Arrow tables;
+    with ``cache_dir`` the generated tables are also kept in a DuckDB file there and loaded from it.
+    """
+    resolved = _resolve(preset, overrides)
+    if isinstance(end_date, str):
+        end_date = dt.date.fromisoformat(end_date)
+    end = end_date or _default_end_date()
+    start = end - dt.timedelta(days=resolved.days - 1)
+    params = GenParams(
+        seed=int(seed),
+        start_date=start,
+        end_date=end,
+        sessions_per_day=float(resolved.sessions_per_day),
+        lead_rate=float(resolved.lead_rate),
+        bulk_import_contacts=int(resolved.bulk_import_contacts),
+        companies=resolved.companies,
+    )
+    con = duckdb.connect(config={"memory_limit": memory_limit} if memory_limit else {})
+    if cache_dir is not None:
+        path = _cache_file(Path(cache_dir), resolved, params)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.duckdb")
+            tmp.unlink(missing_ok=True)
+            file_con = duckdb.connect(str(tmp))
+            populate(file_con, params)
+            file_con.execute("CHECKPOINT")
+            file_con.close()
+            os.replace(tmp, path)
+        con.execute("ATTACH $path AS store_cache (READ_ONLY)", {"path": str(path)})
+        for t in TABLES:
+            con.execute(f"CREATE TABLE {t} AS SELECT * FROM store_cache.{t} ORDER BY {_TABLE_KEYS[t]}")
+        con.execute("DETACH store_cache")
+        from connectors.sandbox.store_gen import _create_events_view
+
+        _create_events_view(con)
+    elif resolved.days * resolved.sessions_per_day <= _MEMORY_CACHE_MAX_SESSIONS:
+        _load_tables(con, _cached_tables(params))
+    else:
+        populate(con, params)
+    return Store(con, resolved, int(seed), start, end)
+
+
+def iter_tables(store: Store) -> Iterable[str]:
+    return iter(TABLES)
