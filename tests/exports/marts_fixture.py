@@ -1,0 +1,310 @@
+"""A small marts-shaped DuckDB file with the issue-5 columns, for developing and testing the export
+without running the whole pipeline. Numbers are deterministic (hash-based), aggregate only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+
+CHANNELS = [
+    "Organic Search",
+    "Paid Search",
+    "Direct",
+    "Email",
+    "Organic Social",
+    "Paid Social",
+    "Referral",
+    "Display",
+]
+DEVICES = ["desktop", "mobile", "tablet"]
+COUNTRIES = ["United States", "Germany", "United Kingdom", "France", "Canada"]
+VISITOR_TYPES = ["new", "returning"]
+
+# (name, source_system, signal, tier, kind, funnel_name, funnel_step, value, per-session rate)
+CATALOG = [
+    ("view_item", "ga4", "view_item", "micro", "process_milestone", "ecommerce", 1, 0.0, 0.55),
+    ("add_to_cart", "ga4", "add_to_cart", "micro", "process_milestone", "ecommerce", 2, 0.0, 0.18),
+    ("begin_checkout", "ga4", "begin_checkout", "micro", "process_milestone", "ecommerce", 3, 0.0, 0.08),
+    ("purchase", "ga4", "purchase", "macro", None, "ecommerce", 4, 0.0, 0.03),
+    ("add_to_wishlist", "ga4", "add_to_wishlist", "micro", "secondary_action", None, None, 0.0, 0.06),
+    ("view_size_chart", "ga4", "view_size_chart", "micro", "secondary_action", None, None, 0.0, 0.09),
+    ("sign_up", "ga4", "sign_up", "micro", "secondary_action", None, None, 0.0, 0.02),
+    ("generate_lead", "ga4", "generate_lead", "micro", "secondary_action", "lead", 1, 0.0, 0.03),
+    (
+        "marketingqualifiedlead",
+        "hubspot",
+        "lifecyclestage:marketingqualifiedlead",
+        "micro",
+        "process_milestone",
+        "lead",
+        2,
+        0.0,
+        0.012,
+    ),
+    (
+        "opportunity",
+        "hubspot",
+        "lifecyclestage:opportunity",
+        "micro",
+        "process_milestone",
+        "lead",
+        3,
+        0.0,
+        0.005,
+    ),
+    ("customer", "hubspot", "lifecyclestage:customer", "macro", None, "lead", 4, 0.0, 0.002),
+]
+
+
+def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), days: int = 56) -> Path:
+    start_date = end_date - dt.timedelta(days=days - 1)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CREATE SCHEMA marts")
+        con.execute(
+            """CREATE TABLE marts.conversion_catalog (conversion_name VARCHAR, source_system VARCHAR,
+               signal VARCHAR, tier VARCHAR, kind VARCHAR, funnel_name VARCHAR, funnel_step INTEGER,
+               value DOUBLE, per_session_rate DOUBLE)"""
+        )
+        con.executemany("INSERT INTO marts.conversion_catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", CATALOG)
+        con.execute("CREATE TABLE dims_channel AS SELECT unnest(?::VARCHAR[]) AS channel", [CHANNELS])
+        con.execute("CREATE TABLE dims_device AS SELECT unnest(?::VARCHAR[]) AS device_category", [DEVICES])
+        con.execute("CREATE TABLE dims_country AS SELECT unnest(?::VARCHAR[]) AS country", [COUNTRIES])
+        con.execute("CREATE TABLE dims_vt AS SELECT unnest(?::VARCHAR[]) AS visitor_type", [VISITOR_TYPES])
+        con.execute(
+            """
+            CREATE TABLE marts.web_sessions_daily AS
+            SELECT d::DATE AS date, '123456789' AS property_id, channel, device_category, country, visitor_type,
+                   (3 + hash(d, channel, device_category, country, visitor_type) % 9
+                      + CASE channel WHEN 'Organic Search' THEN 6 WHEN 'Direct' THEN 4 ELSE 0 END
+                      + CASE WHEN dayofweek(d) IN (0, 6) THEN -2 ELSE 1 END)::BIGINT AS sessions,
+                   0::BIGINT AS engaged_sessions, 0::BIGINT AS total_users, 0::BIGINT AS new_users
+            FROM generate_series(?::DATE, ?::DATE, INTERVAL 1 DAY) AS t(d), dims_channel, dims_device, dims_country, dims_vt
+            """,
+            [start_date, end_date],
+        )
+        con.execute(
+            """UPDATE marts.web_sessions_daily SET engaged_sessions = (sessions * 0.6)::BIGINT,
+               total_users = (sessions * 0.9)::BIGINT, new_users = (sessions * 0.5)::BIGINT"""
+        )
+        con.execute(
+            """
+            CREATE TABLE marts.conversions_daily AS
+            WITH base AS (
+              SELECT w.date, c.source_system, CASE c.source_system WHEN 'ga4' THEN '123456789' ELSE 'sandbox' END AS source_id,
+                     c.conversion_name, c.tier, c.kind, w.channel, w.device_category, w.country, w.visitor_type,
+                     w.sessions,
+                     c.per_session_rate * CASE w.channel WHEN 'Email' THEN 1.8 WHEN 'Display' THEN 0.45 ELSE 1.0 END
+                       * (0.85 + (hash(w.date, c.conversion_name, w.channel, w.country) % 30) / 100.0) AS r
+              FROM marts.web_sessions_daily w, marts.conversion_catalog c
+            )
+            SELECT date, source_system, source_id, conversion_name, tier, kind, channel, device_category, country,
+                   visitor_type, round(sessions * r * 1.0 + (hash(date, conversion_name, channel, device_category) % 100) / 100.0 - 0.3)::BIGINT AS conversions,
+                   0::BIGINT AS users, 0.0::DOUBLE AS value
+            FROM base
+            """
+        )
+        con.execute("UPDATE marts.conversions_daily SET conversions = greatest(conversions, 0)")
+        con.execute(
+            "UPDATE marts.conversions_daily SET users = conversions, value = CASE conversion_name WHEN 'purchase' THEN conversions * 84.5 WHEN 'customer' THEN conversions * 1200 ELSE 0 END"
+        )
+        con.execute("DELETE FROM marts.conversions_daily WHERE conversions = 0")
+        for tier in ("micro", "macro"):
+            con.execute(
+                f"""CREATE TABLE marts.{tier}_conversions_daily AS
+                SELECT c.*, w.sessions, c.conversions / w.sessions AS conversion_rate
+                FROM marts.conversions_daily c JOIN marts.web_sessions_daily w
+                USING (date, channel, device_category, country, visitor_type) WHERE c.tier = '{tier}'"""
+            )
+        con.execute(
+            """
+            CREATE TABLE marts.funnel_daily AS
+            WITH steps AS (
+              SELECT c.date, k.funnel_name, k.funnel_step AS step_index, k.conversion_name AS step_name, sum(c.conversions) AS count
+              FROM marts.conversions_daily c JOIN marts.conversion_catalog k USING (conversion_name)
+              WHERE k.funnel_name IS NOT NULL GROUP BY ALL
+            )
+            SELECT date, funnel_name, step_index, step_name, count,
+                   count / lag(count) OVER w AS rate_from_previous,
+                   count / first_value(count) OVER w AS rate_from_first,
+                   1 - count / lag(count) OVER w AS drop_off
+            FROM steps WINDOW w AS (PARTITION BY date, funnel_name ORDER BY step_index)
+            """
+        )
+        con.execute(
+            """
+            CREATE TABLE marts.channel_funnel_daily AS
+            SELECT w.date, w.channel, sum(w.sessions) AS sessions,
+              (SELECT sum(conversions) FROM marts.micro_conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.source_system = 'ga4') AS micro_conversions,
+              (SELECT sum(conversions) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'generate_lead') AS leads,
+              (SELECT sum(conversions) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'generate_lead') AS contacts_created,
+              (SELECT sum(conversions) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'marketingqualifiedlead') AS mqls,
+              (SELECT sum(conversions) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'marketingqualifiedlead') // 2 AS sqls,
+              (SELECT sum(conversions) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'opportunity') AS opportunities,
+              (SELECT sum(conversions) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'customer') AS customers,
+              (SELECT sum(conversions) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'customer') AS deals_won,
+              (SELECT sum(value) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'customer') AS revenue
+            FROM marts.web_sessions_daily w GROUP BY ALL
+            """
+        )
+        con.execute(
+            """UPDATE marts.channel_funnel_daily SET micro_conversions = coalesce(micro_conversions, 0),
+               leads = coalesce(leads, 0), contacts_created = coalesce(contacts_created, 0), mqls = coalesce(mqls, 0),
+               sqls = coalesce(sqls, 0), opportunities = coalesce(opportunities, 0), customers = coalesce(customers, 0),
+               deals_won = coalesce(deals_won, 0), revenue = coalesce(revenue, 0)"""
+        )
+        segment_rows = [
+            # dimension, value, units, conversions, rest_rate, lift, lo, hi, p, q, significant
+            ("channel", "Email", 5200, 290, 0.031, 1.80, 1.58, 2.04, 1e-12, 1e-11, True),
+            ("channel", "Organic Search", 12800, 420, 0.030, 1.09, 0.98, 1.21, 0.11, 0.29, False),
+            ("channel", "Direct", 9600, 300, 0.031, 1.01, 0.90, 1.14, 0.86, 0.93, False),
+            ("channel", "Paid Search", 5100, 150, 0.031, 0.95, 0.81, 1.12, 0.55, 0.82, False),
+            ("channel", "Display", 5000, 70, 0.032, 0.44, 0.35, 0.56, 1e-9, 5e-9, True),
+            ("device_category", "desktop", 16000, 500, 0.031, 1.02, 0.92, 1.13, 0.70, 0.88, False),
+            ("device_category", "mobile", 16500, 505, 0.031, 0.99, 0.89, 1.10, 0.85, 0.93, False),
+            ("country", "Germany", 8000, 251, 0.031, 1.01, 0.89, 1.15, 0.87, 0.93, False),
+            ("country", "United States", 9000, 275, 0.031, 0.98, 0.87, 1.11, 0.77, 0.91, False),
+        ]
+        con.execute(
+            """CREATE TABLE marts.segment_summary (window_start DATE, window_end DATE, tier VARCHAR,
+               conversion_name VARCHAR, segment_dimension VARCHAR, segment_value VARCHAR, unit VARCHAR, units BIGINT,
+               conversions BIGINT, rate DOUBLE, rate_ci_low DOUBLE, rate_ci_high DOUBLE, rest_rate DOUBLE,
+               lift DOUBLE, lift_ci_low DOUBLE, lift_ci_high DOUBLE, p_value DOUBLE, q_value DOUBLE,
+               significant BOOLEAN, rank INTEGER)"""
+        )
+        ranked = sorted(segment_rows, key=lambda r: -r[6])
+        for rank, (dim, val, units, conv, rest, lift, lo, hi, p, q, sig) in enumerate(ranked, start=1):
+            rate = conv / units
+            con.execute(
+                "INSERT INTO marts.segment_summary VALUES (?, ?, 'macro', 'all', ?, ?, 'sessions', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    start_date,
+                    end_date,
+                    dim,
+                    val,
+                    units,
+                    conv,
+                    rate,
+                    rate * 0.9,
+                    rate * 1.1,
+                    rest,
+                    lift,
+                    lo,
+                    hi,
+                    p,
+                    q,
+                    sig,
+                    rank,
+                ],
+            )
+        con.execute(
+            """CREATE TABLE marts.micro_macro_lift (micro_conversion VARCHAR, basis VARCHAR, macro_conversion VARCHAR,
+               did_count BIGINT, did_macro_rate DOUBLE, did_not_count BIGINT, did_not_macro_rate DOUBLE, lift DOUBLE,
+               lift_ci_low DOUBLE, lift_ci_high DOUBLE, p_value DOUBLE, q_value DOUBLE, significant BOOLEAN, rank INTEGER)"""
+        )
+        con.executemany(
+            "INSERT INTO marts.micro_macro_lift VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    "Demo request",
+                    "contacts",
+                    "customer",
+                    210,
+                    0.31,
+                    1900,
+                    0.06,
+                    5.2,
+                    3.9,
+                    6.8,
+                    1e-20,
+                    1e-19,
+                    True,
+                    1,
+                ),
+                (
+                    "add_to_wishlist",
+                    "sessions",
+                    "purchase",
+                    2400,
+                    0.11,
+                    40000,
+                    0.028,
+                    3.9,
+                    3.4,
+                    4.5,
+                    1e-30,
+                    1e-29,
+                    True,
+                    2,
+                ),
+                (
+                    "Brochure request",
+                    "contacts",
+                    "customer",
+                    400,
+                    0.08,
+                    1700,
+                    0.07,
+                    1.14,
+                    0.81,
+                    1.6,
+                    0.44,
+                    0.6,
+                    False,
+                    3,
+                ),
+                (
+                    "share",
+                    "sessions",
+                    "purchase",
+                    800,
+                    0.031,
+                    41600,
+                    0.030,
+                    1.03,
+                    0.7,
+                    1.5,
+                    0.88,
+                    0.9,
+                    False,
+                    4,
+                ),
+                (
+                    "Newsletter signup",
+                    "contacts",
+                    "customer",
+                    900,
+                    0.05,
+                    1200,
+                    0.09,
+                    0.55,
+                    0.4,
+                    0.76,
+                    0.0004,
+                    0.001,
+                    True,
+                    5,
+                ),
+            ],
+        )
+        con.execute(
+            """
+            CREATE TABLE marts.data_quality AS
+            SELECT 'run-' || strftime(d, '%Y%m%d') AS run_id, 'ga4' AS source, '123456789' AS source_id, r AS request,
+                   'full' AS mode, d::DATE AS start_date, d::DATE AS end_date, 100::BIGINT AS rows, 1 AS pages,
+                   1 AS requests, (hash(d, r) % 7 = 0)::INT AS retries, 0 AS http_429,
+                   (r = 'events' AND dayofmonth(d) IN (17, 20)) AS subject_to_thresholding,
+                   (r = 'landing_pages' AND dayofmonth(d) = 18) AS data_loss_from_other_row,
+                   false AS sampled, 12 AS quota_tokens_used, NULL::VARCHAR AS error
+            FROM generate_series(?::DATE, ?::DATE, INTERVAL 1 DAY) t(d), (SELECT unnest(['web_sessions', 'events', 'landing_pages']) r)
+            """,
+            [start_date, end_date],
+        )
+        for table in ("dims_channel", "dims_device", "dims_country", "dims_vt"):
+            con.execute(f"DROP TABLE {table}")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return path
