@@ -1,0 +1,367 @@
+"""Ingest group: one asset per raw table.
+
+Partitioning: one daily partition = one property-local day (STEPWISE_TIME_ZONE) for *every*
+configured GA4 property and the HubSpot portal. Properties are not a partition dimension: a
+daily run fetches each property's report for the day range in one request per spec, and the raw
+loader replaces each (property, date) slice on its own, so adding a property only needs a backfill.
+Backfills run as a single run over the whole range (BackfillPolicy.single_run), which costs one GA4
+request per spec and property instead of one per day.
+
+HubSpot objects are incremental: a partition fetches the records whose last modification falls in
+that day (UTC instants of the local day) and upserts them by (portal_id, id); the first sync of a
+portal fetches everything modified before the end of the range.
+"""
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+from orchestration import loading
+from orchestration.resources import (
+    Ga4Resource,
+    HubSpotResource,
+    StepwiseConfigError,
+    WarehouseResource,
+    data_source_label,
+)
+from orchestration.settings import DAILY, DUCKDB_POOL, OWNERS, time_zone
+from orchestration.table_meta import table_exists, table_metadata
+from transforms import raw_load
+
+INGEST_GROUP = "ingest"
+GA4_KINDS = {"ga4", "duckdb"}
+HUBSPOT_KINDS = {"hubspot", "duckdb"}
+HUBSPOT_OBJECTS = ("contacts", "companies", "deals")
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+
+def partition_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    window = context.partition_time_window
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+
+
+def partition_label(context: dg.AssetExecutionContext) -> str:
+    keys = context.partition_key_range
+    return keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}"
+
+
+def ga4_time_zone(client: Any, property_id: str) -> str:
+    """The property's reporting zone when the client knows it, else the partitions' zone."""
+    lookup = getattr(client, "property_time_zone", None)
+    if callable(lookup):
+        found = lookup(property_id)
+        if found:
+            return str(found)
+    return time_zone()
+
+
+def warn_if_sandbox(context: dg.AssetExecutionContext, *resources: Ga4Resource | HubSpotResource) -> None:
+    if any(r.is_sandbox for r in resources):
+        context.log.warning(
+            "SANDBOX MODE: synthetic data from the built-in sandbox (no GA4/HubSpot credentials set). "
+            "Set STEPWISE_GA4_PROPERTY_IDS / HUBSPOT_ACCESS_TOKEN to ingest real data."
+        )
+
+
+def clear_failure(exc: BaseException, source: str) -> dg.Failure:
+    """One message, naming what to fix; the stack stays in the debug log, secrets stay out."""
+    name = type(exc).__name__
+    return dg.Failure(
+        description=f"{source} ingestion stopped: {name}: {exc}",
+        metadata={"error_type": name},
+        allow_retries=False,
+    )
+
+
+def request_metadata(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def total(field: str) -> int:
+        return int(sum((e.get(field) or 0) for e in entries))
+
+    remaining_day = [
+        e.get("quota_tokens_remaining_day")
+        for e in entries
+        if e.get("quota_tokens_remaining_day") is not None
+    ]
+    remaining_hour = [
+        e.get("quota_tokens_remaining_hour")
+        for e in entries
+        if e.get("quota_tokens_remaining_hour") is not None
+    ]
+    meta: dict[str, Any] = {
+        "requests": dg.MetadataValue.int(total("requests")),
+        "retries": dg.MetadataValue.int(total("retries")),
+        "http_429": dg.MetadataValue.int(total("http_429")),
+        "quota_tokens_used": dg.MetadataValue.int(total("quota_tokens_used")),
+        "pages": dg.MetadataValue.int(total("pages")),
+        "rows_fetched": dg.MetadataValue.int(total("rows")),
+        "wait_seconds": dg.MetadataValue.float(float(sum((e.get("wait_seconds") or 0) for e in entries))),
+    }
+    if remaining_day:
+        meta["quota_tokens_remaining_day"] = dg.MetadataValue.int(int(min(remaining_day)))
+    if remaining_hour:
+        meta["quota_tokens_remaining_hour"] = dg.MetadataValue.int(int(min(remaining_hour)))
+    return meta
+
+
+# --- GA4 ------------------------------------------------------------------------------------------
+
+
+def _ga4_specs() -> list[Any]:
+    from connectors.ga4 import default_report_specs
+
+    return list(default_report_specs())
+
+
+def ga4_quality_check_name() -> str:
+    return "no_thresholding_or_other_row"
+
+
+def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
+    table = f"ga4_{spec.name}"
+    key = dg.AssetKey(["raw", table])
+    dims = ", ".join(spec.dimensions)
+    mets = ", ".join(spec.metrics)
+
+    @dg.asset(
+        key=key,
+        group_name=INGEST_GROUP,
+        kinds=GA4_KINDS,
+        owners=OWNERS,
+        pool=DUCKDB_POOL,
+        partitions_def=DAILY,
+        backfill_policy=SINGLE_RUN,
+        description=(
+            f"GA4 report `{spec.name}` (dimensions: {dims}; metrics: {mets}) for every configured "
+            f"property, one slice per (property, date), with GA4's thresholding / '(other)' / sampling flags."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                ga4_quality_check_name(),
+                asset=key,
+                description="WARN when a loaded day was subject to thresholding or lost rows to '(other)'.",
+            )
+        ],
+        metadata={"dagster/table_name": f"stepwise.raw.{table}", "ga4_report": spec.name},
+    )
+    def ga4_report_asset(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        ga4: Ga4Resource,
+    ) -> dg.MaterializeResult:
+        start, end = partition_dates(context)
+        warn_if_sandbox(context, ga4)
+        try:
+            warehouse.validate()
+            client = ga4.make_client()
+            client.validate([spec])
+            fetched: list[tuple[str, list[Any]]] = []
+            for property_id in ga4.property_id_list():
+                context.log.info(f"GA4 {spec.name}: property {property_id}, {start} .. {end}")
+                fetched.append((property_id, list(client.fetch_report(property_id, spec, start, end))))
+        except StepwiseConfigError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        except Exception as exc:
+            raise clear_failure(exc, "GA4") from exc
+        log_entries = list(client.request_log)
+        with warehouse.connect() as con:
+            for property_id, batches in fetched:
+                raw_load.record_ga4_property(con, property_id, time_zone=ga4_time_zone(client, property_id))
+                loading.load_ga4_days(con, spec.name, batches, property_id=property_id, start=start, end=end)
+            loading.append_request_log(con, log_entries, run_id=context.run_id)
+            flagged = loading.ga4_flagged_days(con, table, start, end)
+            meta = table_metadata(
+                con,
+                "raw",
+                table,
+                data_source=ga4.data_source(),
+                extra={
+                    **request_metadata(log_entries),
+                    "partition_range": dg.MetadataValue.text(f"{start} .. {end}"),
+                    "properties": dg.MetadataValue.text(", ".join(p for p, _ in fetched)),
+                    "rows_loaded": dg.MetadataValue.int(sum(b.num_rows for _, bs in fetched for b in bs)),
+                },
+            )
+        thresholded = sorted({str(d) for d, flag in flagged if flag == "subject_to_thresholding"})
+        other_row = sorted({str(d) for d, flag in flagged if flag == "data_loss_from_other_row"})
+        sampled = sorted({str(d) for d, flag in flagged if flag == "sampled"})
+        if thresholded or other_row or sampled:
+            context.log.warning(
+                f"GA4 {spec.name}: thresholded days {thresholded or 'none'}, '(other)' row days "
+                f"{other_row or 'none'}, sampled days {sampled or 'none'}"
+            )
+        check = dg.AssetCheckResult(
+            check_name=ga4_quality_check_name(),
+            passed=not (thresholded or other_row),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "thresholded_days": dg.MetadataValue.json(thresholded),
+                "other_row_days": dg.MetadataValue.json(other_row),
+                "sampled_days": dg.MetadataValue.json(sampled),
+            },
+            description="GA4 applied thresholding or folded rows into '(other)' on the listed days"
+            if (thresholded or other_row)
+            else "no thresholding and no '(other)' row in the loaded days",
+        )
+        return dg.MaterializeResult(metadata=meta, check_results=[check])
+
+    return ga4_report_asset
+
+
+# --- HubSpot ---------------------------------------------------------------------------------------
+
+
+def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
+    table = f"hubspot_{object_type}"
+
+    @dg.asset(
+        key=["raw", table],
+        group_name=INGEST_GROUP,
+        kinds=HUBSPOT_KINDS,
+        owners=OWNERS,
+        pool=DUCKDB_POOL,
+        partitions_def=DAILY,
+        backfill_policy=SINGLE_RUN,
+        description=(
+            f"HubSpot CRM {object_type}, incremental by last modification (a partition = records last "
+            f"modified that day), upserted by (portal_id, id); archived and merged records flagged."
+        ),
+        metadata={"dagster/table_name": f"stepwise.raw.{table}", "hubspot_object": object_type},
+    )
+    def hubspot_object_asset(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        hubspot: HubSpotResource,
+    ) -> dg.MaterializeResult:
+        window = context.partition_time_window
+        warn_if_sandbox(context, hubspot)
+        until = window.end.astimezone(dt.UTC)
+        since: dt.datetime | None = window.start.astimezone(dt.UTC)
+        try:
+            warehouse.validate()
+            portal = hubspot.portal()
+            with warehouse.connect() as con:
+                first_sync = not loading.hubspot_has_rows(con, table, portal)
+            if first_sync:
+                since = None
+            mode = "full" if first_sync else "incremental"
+            context.log.info(f"HubSpot {object_type}: {mode} sync, modified {since or 'ever'} .. {until}")
+            client = hubspot.make_client()
+            batches = list(client.extract(object_type, since=since, until=until))
+            archived = list(client.extract_archived(object_type))
+        except StepwiseConfigError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        except Exception as exc:
+            raise clear_failure(exc, "HubSpot") from exc
+        log_entries = list(client.request_log)
+        with warehouse.connect() as con:
+            raw_load.upsert_hubspot_objects(
+                con, object_type, portal, batches + archived, mode, partition_key=partition_label(context)
+            )
+            loading.append_request_log(con, log_entries, run_id=context.run_id)
+            meta = table_metadata(
+                con,
+                "raw",
+                table,
+                data_source=hubspot.data_source(),
+                extra={
+                    **request_metadata(log_entries),
+                    "sync_mode": dg.MetadataValue.text(mode),
+                    "modified_since": dg.MetadataValue.text(str(since) if since else "beginning"),
+                    "modified_until": dg.MetadataValue.text(str(until)),
+                    "rows_upserted": dg.MetadataValue.int(sum(b.num_rows for b in batches + archived)),
+                },
+            )
+        return dg.MaterializeResult(metadata=meta)
+
+    return hubspot_object_asset
+
+
+def build_hubspot_reference_asset(kind: str) -> dg.AssetsDefinition:
+    table = f"hubspot_{kind}"
+    object_types = ("contacts", "deals", "companies") if kind == "properties" else ("deals", "contacts")
+
+    @dg.asset(
+        key=["raw", table],
+        group_name=INGEST_GROUP,
+        kinds=HUBSPOT_KINDS,
+        owners=OWNERS,
+        pool=DUCKDB_POOL,
+        description=(
+            f"HubSpot {kind} of {', '.join(object_types)} (replaced per portal each run): "
+            + (
+                "the property names, so lifecycle-stage dates are discovered rather than assumed."
+                if kind == "properties"
+                else "pipelines and stages with their order and closed/won flags."
+            )
+        ),
+        metadata={"dagster/table_name": f"stepwise.raw.{table}"},
+    )
+    def hubspot_reference_asset(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        hubspot: HubSpotResource,
+    ) -> dg.MaterializeResult:
+        warn_if_sandbox(context, hubspot)
+        try:
+            warehouse.validate()
+            portal = hubspot.portal()
+            client = hubspot.make_client()
+            fetch = client.properties if kind == "properties" else client.pipelines
+            batches = [fetch(object_type) for object_type in object_types]
+        except StepwiseConfigError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        except Exception as exc:
+            raise clear_failure(exc, "HubSpot") from exc
+        log_entries = list(client.request_log)
+        with warehouse.connect() as con:
+            for object_type, batch in zip(object_types, batches, strict=True):
+                raw_load.replace_hubspot_metadata(con, kind, portal, [batch], object_type=object_type)
+            loading.append_request_log(con, log_entries, run_id=context.run_id)
+            meta = table_metadata(
+                con, "raw", table, data_source=hubspot.data_source(), extra=request_metadata(log_entries)
+            )
+        return dg.MaterializeResult(metadata=meta)
+
+    return hubspot_reference_asset
+
+
+GA4_ASSETS = [build_ga4_asset(spec) for spec in _ga4_specs()]
+HUBSPOT_OBJECT_ASSETS = [build_hubspot_object_asset(o) for o in HUBSPOT_OBJECTS]
+HUBSPOT_REFERENCE_ASSETS = [build_hubspot_reference_asset(k) for k in ("properties", "pipelines")]
+INGEST_ASSETS = [*GA4_ASSETS, *HUBSPOT_OBJECT_ASSETS, *HUBSPOT_REFERENCE_ASSETS]
+
+
+@dg.asset(
+    key=["raw", "request_log"],
+    group_name=INGEST_GROUP,
+    kinds={"duckdb", "python"},
+    owners=OWNERS,
+    pool=DUCKDB_POOL,
+    deps=[a.key for a in INGEST_ASSETS],
+    description=(
+        "Every API request batch of every ingest run: rows, pages, retries, 429s, time-window splits, "
+        "GA4 quality flags and quota tokens used/remaining. Appended by the ingest assets; this asset "
+        "reports the totals of the current run."
+    ),
+    metadata={"dagster/table_name": "stepwise.raw.request_log"},
+)
+def request_log(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    ga4: Ga4Resource,
+    hubspot: HubSpotResource,
+) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        if not table_exists(con, "raw", "request_log"):
+            raise dg.Failure(description="raw.request_log does not exist: run the ingest assets first")
+        this_run = loading.request_log_entries(con, context.run_id)
+        meta = table_metadata(
+            con,
+            "raw",
+            "request_log",
+            data_source=data_source_label(ga4, hubspot),
+            extra={f"run_{k}": v for k, v in request_metadata(this_run).items()},
+        )
+    return dg.MaterializeResult(metadata=meta)
