@@ -59,7 +59,6 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,11 +69,18 @@ import pandas as pd
 import pyarrow as pa
 
 from connectors.sandbox import store_model as m
-from connectors.sandbox.store_gen import EVENT_COLUMNS, GenParams, end_instant_utc, populate
+from connectors.sandbox.store_gen import (
+    EVENT_COLUMNS,
+    GenParams,
+    create_events_view,
+    end_instant_utc,
+    populate,
+)
 
 __all__ = ["PRESETS", "Preset", "Store", "StoreTruth", "build_store"]
 
 TABLES = ("sessions", "contacts", "deals", "companies")
+STORE_CATALOG = "sandbox_store"
 _TABLE_KEYS = {"sessions": "session_id", "contacts": "id", "deals": "id", "companies": "id"}
 FUNNEL_STEPS = ("view_item", "add_to_cart", "begin_checkout", "purchase")
 
@@ -93,7 +99,9 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "demo": Preset(name="demo", days=90, sessions_per_day=2_000, bulk_import_contacts=2_000),
-    "large": Preset(name="large", days=365, sessions_per_day=50_000, bulk_import_contacts=12_000),
+    "large": Preset(
+        name="large", days=365, sessions_per_day=50_000, lead_rate=0.0565, bulk_import_contacts=12_000
+    ),
 }
 
 # Stores up to this many sessions are generated once per parameter set and kept (as Arrow) in memory.
@@ -238,7 +246,9 @@ class Store:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for the calling thread (DuckDB connections are not shared across threads)."""
-        return self.con.cursor()
+        cur = self.con.cursor()
+        cur.execute(f"USE {STORE_CATALOG}")
+        return cur
 
     def row_counts(self) -> dict[str, int]:
         cur = self.cursor()
@@ -355,9 +365,23 @@ def _load_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) ->
         con.register("src_table", table)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM src_table")
         con.unregister("src_table")
-    from connectors.sandbox.store_gen import _create_events_view
+    create_events_view(con)
 
-    _create_events_view(con)
+
+def _new_connection(memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB whose tables live in a compressed in-memory catalog (about 10x smaller than the
+    default uncompressed one, which matters for the large preset)."""
+    con = duckdb.connect(config={"memory_limit": memory_limit} if memory_limit else {})
+    con.execute(f"ATTACH ':memory:' AS {STORE_CATALOG} (COMPRESS)")
+    con.execute(f"USE {STORE_CATALOG}")
+    return con
+
+
+def _expose_in_default_catalog(con: duckdb.DuckDBPyConnection) -> None:
+    """Views in the connection's default catalog, so a bare ``con.cursor()`` (which starts there) sees the
+    tables too; ``Store.cursor()`` switches to the store's catalog itself."""
+    for name in (*TABLES, "events"):
+        con.execute(f"CREATE VIEW memory.main.{name} AS SELECT * FROM {STORE_CATALOG}.main.{name}")
 
 
 def _cache_file(cache_dir: Path, preset: Preset, params: GenParams) -> Path:
@@ -372,6 +396,7 @@ def build_store(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     memory_limit: str | None = None,
+    cache: bool = True,
     **overrides: Any,
 ) -> Store:
     """Build (or fetch from cache) a store; see the module docstring for the model.
@@ -380,6 +405,7 @@ def build_store(
     companies). Every call returns an independent connection (``touch_contacts`` on one store never shows
     in another). Small stores are generated once per parameter set and kept in memory as Arrow tables;
     with ``cache_dir`` the generated tables are also kept in a DuckDB file there and loaded from it.
+    ``cache=False`` always generates afresh (determinism tests).
     """
     resolved = _resolve(preset, overrides)
     if isinstance(end_date, str):
@@ -395,7 +421,7 @@ def build_store(
         bulk_import_contacts=int(resolved.bulk_import_contacts),
         companies=resolved.companies,
     )
-    con = duckdb.connect(config={"memory_limit": memory_limit} if memory_limit else {})
+    con = _new_connection(memory_limit)
     if cache_dir is not None:
         path = _cache_file(Path(cache_dir), resolved, params)
         if not path.exists():
@@ -411,15 +437,10 @@ def build_store(
         for t in TABLES:
             con.execute(f"CREATE TABLE {t} AS SELECT * FROM store_cache.{t} ORDER BY {_TABLE_KEYS[t]}")
         con.execute("DETACH store_cache")
-        from connectors.sandbox.store_gen import _create_events_view
-
-        _create_events_view(con)
-    elif resolved.days * resolved.sessions_per_day <= _MEMORY_CACHE_MAX_SESSIONS:
+        create_events_view(con)
+    elif cache and resolved.days * resolved.sessions_per_day <= _MEMORY_CACHE_MAX_SESSIONS:
         _load_tables(con, _cached_tables(params))
     else:
         populate(con, params)
+    _expose_in_default_catalog(con)
     return Store(con, resolved, int(seed), start, end)
-
-
-def iter_tables(store: Store) -> Iterable[str]:
-    return iter(TABLES)

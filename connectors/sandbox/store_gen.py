@@ -305,7 +305,7 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
         del chunk
     state.device = state.country = np.empty(0, dtype=np.int8)
     _populate_crm(con, rng, params, state)
-    _create_events_view(con)
+    create_events_view(con)
 
 
 def _populate_crm(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, params: GenParams, state) -> None:
@@ -551,7 +551,7 @@ def _populate_crm(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, para
     con.unregister("company_src")
 
 
-def _create_events_view(con: duckdb.DuckDBPyConnection) -> None:
+def create_events_view(con: duckdb.DuckDBPyConnection) -> None:
     common = (
         "session_id, user_id, date, channel, device_category, country, new_vs_returning, landing_page, "
         "campaign, source, medium"
