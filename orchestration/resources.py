@@ -278,9 +278,10 @@ class Ga4Resource(dg.ConfigurableResource):
     def data_source(self) -> str:
         return "sandbox" if self.is_sandbox else "ga4"
 
-    def make_client(self) -> Any:
+    def make_client(self, run_id: str | None = None) -> Any:
         from connectors.ga4 import Ga4Client, Ga4Settings
 
+        extra: dict[str, Any] = {"run_id": run_id} if run_id else {}
         self.validate()
         if self.is_sandbox:
             sandbox = get_sandbox()
@@ -290,6 +291,7 @@ class Ga4Resource(dg.ConfigurableResource):
                 credentials_file=None,
                 lookback_days=self.lookback_days,
                 page_size=self.page_size,
+                **extra,
             )
         else:
             settings = Ga4Settings(
@@ -298,6 +300,7 @@ class Ga4Resource(dg.ConfigurableResource):
                 credentials_file=str(resolve_path(self.credentials_file)) if self.credentials_file else None,
                 lookback_days=self.lookback_days,
                 page_size=self.page_size,
+                **extra,
             )
         return Ga4Client(settings)
 
@@ -331,16 +334,18 @@ class HubSpotResource(dg.ConfigurableResource):
     def data_source(self) -> str:
         return "sandbox" if self.is_sandbox else "hubspot"
 
-    def make_client(self) -> Any:
+    def make_client(self, run_id: str | None = None) -> Any:
         from connectors.hubspot import HubSpotClient, HubSpotSettings
 
         self.validate()
+        extra: dict[str, Any] = {"run_id": run_id} if run_id else {}
         if self.is_sandbox:
             sandbox = get_sandbox()
             settings = HubSpotSettings(
                 access_token=os.environ.get("STEPWISE_SANDBOX_HUBSPOT_TOKEN", SANDBOX_TOKEN),
                 host=sandbox.base_url,
                 portal_id=SANDBOX_PORTAL_ID,
+                **extra,
             )
         else:
             kwargs: dict[str, Any] = {

@@ -18,6 +18,7 @@ from typing import Any
 
 import dagster as dg
 
+from connectors.ga4 import default_report_specs, plan_windows
 from orchestration import loading
 from orchestration.resources import (
     Ga4Resource,
@@ -109,8 +110,6 @@ def request_metadata(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _ga4_specs() -> list[Any]:
-    from connectors.ga4 import default_report_specs
-
     return list(default_report_specs())
 
 
@@ -154,23 +153,35 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
         warn_if_sandbox(context, ga4)
         try:
             warehouse.validate()
-            client = ga4.make_client()
+            client = ga4.make_client(run_id=context.run_id)
             client.validate([spec])
-            fetched: list[tuple[str, list[Any]]] = []
+            # The partition range, plus the days before it that GA4 may still be revising.
+            windows = plan_windows(
+                start, end, lookback_days=ga4.lookback_days, earliest=DAILY.start.date(), mode="incremental"
+            )
+            fetched: list[tuple[str, Any, list[Any]]] = []
             for property_id in ga4.property_id_list():
-                context.log.info(f"GA4 {spec.name}: property {property_id}, {start} .. {end}")
-                fetched.append((property_id, list(client.fetch_report(property_id, spec, start, end))))
+                for window in windows:
+                    context.log.info(f"GA4 {spec.name}: property {property_id}, {window} ({window.mode})")
+                    batches = list(
+                        client.fetch_report(property_id, spec, window.start, window.end, mode=window.mode)
+                    )
+                    fetched.append((property_id, window, batches))
         except StepwiseConfigError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         except Exception as exc:
             raise clear_failure(exc, "GA4") from exc
         log_entries = list(client.request_log)
         with warehouse.connect() as con:
-            for property_id, batches in fetched:
+            for property_id in ga4.property_id_list():
                 raw_load.record_ga4_property(con, property_id, time_zone=ga4_time_zone(client, property_id))
-                loading.load_ga4_days(con, spec.name, batches, property_id=property_id, start=start, end=end)
+            for property_id, window, batches in fetched:
+                loading.load_ga4_days(
+                    con, spec.name, batches, property_id=property_id, start=window.start, end=window.end
+                )
+            first_replaced = min(w.start for w in windows)
             loading.append_request_log(con, log_entries, run_id=context.run_id)
-            flagged = loading.ga4_flagged_days(con, table, start, end)
+            flagged = loading.ga4_flagged_days(con, table, first_replaced, end)
             meta = table_metadata(
                 con,
                 "raw",
@@ -179,8 +190,9 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
                 extra={
                     **request_metadata(log_entries),
                     "partition_range": dg.MetadataValue.text(f"{start} .. {end}"),
-                    "properties": dg.MetadataValue.text(", ".join(p for p, _ in fetched)),
-                    "rows_loaded": dg.MetadataValue.int(sum(b.num_rows for _, bs in fetched for b in bs)),
+                    "days_replaced": dg.MetadataValue.text(f"{first_replaced} .. {end} (lookback included)"),
+                    "properties": dg.MetadataValue.text(", ".join(sorted({p for p, _, _ in fetched}))),
+                    "rows_loaded": dg.MetadataValue.int(sum(b.num_rows for _, _, bs in fetched for b in bs)),
                 },
             )
         thresholded = sorted({str(d) for d, flag in flagged if flag == "subject_to_thresholding"})
@@ -247,7 +259,7 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
                 since = None
             mode = "full" if first_sync else "incremental"
             context.log.info(f"HubSpot {object_type}: {mode} sync, modified {since or 'ever'} .. {until}")
-            client = hubspot.make_client()
+            client = hubspot.make_client(run_id=context.run_id)
             batches = list(client.extract(object_type, since=since, until=until))
             archived = list(client.extract_archived(object_type))
         except StepwiseConfigError as exc:
@@ -307,7 +319,7 @@ def build_hubspot_reference_asset(kind: str) -> dg.AssetsDefinition:
         try:
             warehouse.validate()
             portal = hubspot.portal()
-            client = hubspot.make_client()
+            client = hubspot.make_client(run_id=context.run_id)
             fetch = client.properties if kind == "properties" else client.pipelines
             batches = [fetch(object_type) for object_type in object_types]
         except StepwiseConfigError as exc:

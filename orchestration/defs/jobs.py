@@ -5,15 +5,11 @@ downstream tables follow in the same run (no extra automation ticks), and a back
 from the UI is one run (single-run backfill policy on the partitioned assets).
 """
 
-import datetime as dt
-
 import dagster as dg
 
-from orchestration.settings import DAILY, lookback_days, schedule_hour, time_zone
+from orchestration.settings import DAILY, schedule_hour
 
 PIPELINE_GROUPS = ("ingest", "staging", "marts", "publish")
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 stepwise_daily = dg.define_asset_job(
     name="stepwise_daily",
@@ -32,33 +28,16 @@ rebuild_models = dg.define_asset_job(
 )
 
 
-def lookback_range(scheduled: dt.datetime, lookback: int) -> tuple[str, str] | None:
-    """(first, last) partition keys: the last complete day and the `lookback` days before it."""
-    last = DAILY.get_last_partition_key(current_time=scheduled)
-    if last is None:
-        return None
-    keys = DAILY.get_partition_keys(current_time=scheduled)
-    first = keys[max(0, len(keys) - 1 - lookback)]
-    return first, last
-
-
-@dg.schedule(
+# The latest complete day each morning; each GA4 asset also re-fetches the STEPWISE_LOOKBACK_DAYS days
+# before it (GA4 still revises them), so the schedule needs no range of its own.
+stepwise_daily_schedule = dg.build_schedule_from_partitioned_job(
+    stepwise_daily,
     name="stepwise_daily_schedule",
-    job=stepwise_daily,
-    cron_schedule=f"0 {schedule_hour()} * * *",
-    execution_timezone=time_zone(),
-    default_status=dg.DefaultScheduleStatus.STOPPED,
+    hour_of_day=schedule_hour(),
+    minute_of_hour=0,
     description=(
-        "Every day at STEPWISE_SCHEDULE_HOUR (default 6) in STEPWISE_TIME_ZONE: yesterday plus the "
-        "STEPWISE_LOOKBACK_DAYS days before it (GA4 still revises them), as one run."
+        "Every day at STEPWISE_SCHEDULE_HOUR (default 6) in STEPWISE_TIME_ZONE: yesterday's partition; "
+        "the GA4 assets re-fetch the STEPWISE_LOOKBACK_DAYS days before it."
     ),
+    default_status=dg.DefaultScheduleStatus.STOPPED,
 )
-def stepwise_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    window = lookback_range(context.scheduled_execution_time, lookback_days())
-    if window is None:
-        return dg.SkipReason("no complete day in the partition range yet (STEPWISE_START_DATE)")
-    first, last = window
-    return dg.RunRequest(
-        run_key=f"daily-{last}",
-        tags={RANGE_START_TAG: first, RANGE_END_TAG: last, "stepwise/trigger": "schedule"},
-    )

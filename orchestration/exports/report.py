@@ -166,6 +166,8 @@ class ExportResult:
     headline: dict[str, Any]
     sandbox: bool
     notes: list[str] = field(default_factory=list)
+    # An e-mail-safe digest (tables and inline styles, no SVG: most mail clients drop inline SVG).
+    email_html: str | None = field(default=None, repr=False)
 
     @property
     def period_label(self) -> str:
@@ -1123,7 +1125,9 @@ def build_summary(
         "generated_at": generated_at,
         "marts": MARTS,
     }
-    html = _environment().get_template("summary.html.j2").render(**context)
+    env = _environment()
+    html = env.get_template("summary.html.j2").render(**context)
+    email_html = env.get_template("email.html.j2").render(**context)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
@@ -1146,6 +1150,7 @@ def build_summary(
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         files.append(staging / "manifest.json")
         hits = find_personal_data(files)
+        hits += [f"e-mail body: {m.group(0)[:3]}…" for m in EMAIL_PATTERN.finditer(email_html)]
         if hits:
             raise PersonalDataError(
                 f"refusing to write the {period.label} export: {len(hits)} e-mail-like string(s) found "
@@ -1163,6 +1168,7 @@ def build_summary(
         headline=headline_out,
         sandbox=sandbox,
         notes=[n["text"] for n in quality["notes"]],
+        email_html=email_html,
     )
 
 
