@@ -1,0 +1,1 @@
+"""Export group: the weekly summary report, its schedule and its delivery check."""
