@@ -1,12 +1,23 @@
-"""A small marts-shaped DuckDB file with the issue-5 columns, for developing and testing the export
-without running the whole pipeline. Numbers are deterministic (hash-based), aggregate only."""
+"""Fixtures for the export tests: marts to report on, Chromium to render with, a DOM to read.
+
+`fixture_marts` is a small marts-shaped DuckDB file with the issue-5 columns (deterministic,
+aggregate only), so the report can be tested without running the whole pipeline.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
+import pytest
+
+PERIOD_END = dt.date(2026, 11, 22)  # a Sunday: the report covers ISO week 2026-W47
+WEEK_START = dt.date(2026, 11, 16)
 
 CHANNELS = [
     "Organic Search",
@@ -308,3 +319,145 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
     finally:
         con.close()
     return path
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fixture_marts(tmp_path_factory) -> Path:
+    return build_fixture_marts(tmp_path_factory.mktemp("marts") / "analyst.duckdb", end_date=PERIOD_END)
+
+
+@pytest.fixture(scope="session")
+def fixture_export(fixture_marts, tmp_path_factory):
+    from orchestration.exports import run_export
+
+    return run_export(fixture_marts, tmp_path_factory.mktemp("exports"), period_end=PERIOD_END, sandbox=True)
+
+
+# --- headless Chromium ---------------------------------------------------------------------------
+
+
+def chromium_binary() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("Chromium is needed to render the report: `apt-get install -y chromium` (make system-deps)")
+
+
+def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    command = [
+        chromium_binary(),
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--disable-extensions",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+
+
+def dump_dom(html_file: Path) -> str:
+    done = chromium("--dump-dom", html_file.resolve().as_uri())
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    return done.stdout.decode("utf-8")
+
+
+def screenshot(html_file: Path, png: Path, width: int = 1100, height: int = 5600) -> Path:
+    done = chromium(f"--window-size={width},{height}", f"--screenshot={png}", html_file.resolve().as_uri())
+    assert done.returncode == 0 and png.is_file(), done.stderr.decode(errors="replace")[-2000:]
+    return png
+
+
+# --- a small DOM over the rendered page ----------------------------------------------------------
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+@dataclass
+class Node:
+    tag: str
+    attrs: dict[str, str]
+    children: list[Node] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        out = list(self.parts)
+        for c in self.children:
+            out.append(c.text)
+        return " ".join(" ".join(out).split())
+
+    def iter(self):
+        yield self
+        for c in self.children:
+            yield from c.iter()
+
+    def find_all(self, tag: str | None = None, **attrs: str | bool) -> list[Node]:
+        found = []
+        for n in self.iter():
+            if tag and n.tag != tag:
+                continue
+            if all(
+                (k.replace("_", "-") in n.attrs) if want is True else n.attrs.get(k.replace("_", "-")) == want
+                for k, want in attrs.items()
+            ):
+                found.append(n)
+        return found
+
+    def find(self, tag: str | None = None, **attrs: str | bool) -> Node:
+        found = self.find_all(tag, **attrs)
+        assert found, f"no <{tag or '*'}> with {attrs} in the rendered page"
+        return found[0]
+
+    def by_id(self, element_id: str) -> Node:
+        return self.find(None, id=element_id)
+
+
+class _TreeBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, {k: (v if v is not None else "") for k, v in attrs})
+        self.stack[-1].children.append(node)
+        if tag not in VOID:
+            self.stack.append(node)
+
+    def handle_startendtag(self, tag, attrs):
+        self.stack[-1].children.append(Node(tag, {k: (v if v is not None else "") for k, v in attrs}))
+
+    def handle_endtag(self, tag):
+        for i in range(len(self.stack) - 1, 0, -1):
+            if self.stack[i].tag == tag:
+                del self.stack[i:]
+                return
+
+    def handle_data(self, data):
+        self.stack[-1].parts.append(data)
+
+
+def parse_dom(html: str) -> Node:
+    builder = _TreeBuilder()
+    builder.feed(html)
+    builder.close()
+    return builder.root
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """The Chromium helpers, as a fixture (test modules cannot import conftest by name)."""
+
+    class Browser:
+        dump_dom = staticmethod(dump_dom)
+        screenshot = staticmethod(screenshot)
+        parse_dom = staticmethod(parse_dom)
+
+    return Browser
