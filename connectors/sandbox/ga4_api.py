@@ -320,7 +320,12 @@ _OP_SQL = {
     "GREATER_THAN": ">",
     "GREATER_THAN_OR_EQUAL": ">=",
 }
-_ENUM_AGGREGATION = {1: "TOTAL", 2: "MAXIMUM", 3: "MINIMUM", 4: "COUNT"}
+_ENUM_AGGREGATION = {
+    1: "TOTAL",
+    4: "COUNT",
+    5: "MINIMUM",
+    6: "MAXIMUM",
+}  # google.analytics.data.v1beta.MetricAggregation
 _ENUM_ORDER_TYPE = {0: "ALPHANUMERIC", 1: "ALPHANUMERIC", 2: "CASE_INSENSITIVE_ALPHANUMERIC", 3: "NUMERIC"}
 _RELATIVE_DAYS = re.compile(r"^(\d+)daysAgo$")
 
@@ -743,7 +748,8 @@ def _admit(ctx: SandboxContext, state: Ga4State, settings: Ga4PropertySettings) 
     with state.lock:
         q = state.quota.setdefault(settings.property_id, _QuotaState())
         _roll_windows(q, limits, now)
-        q.server_errors_hour = _server_errors_seen(ctx, now - q.hour_start)
+        # A rolling hour: errors answered before this property's first report still count.
+        q.server_errors_hour = _server_errors_seen(ctx, limits.hour_seconds)
         if q.tokens_day >= limits.tokens_per_day:
             raise _exhausted(
                 "Exhausted property tokens per day. Quota will be refreshed at midnight Pacific time "
@@ -1094,7 +1100,8 @@ def _run_report(request: ApiRequest, ctx: SandboxContext) -> ApiResponse:
     q = _admit(ctx, state, settings)
     try:
         shares, revisions = _revision_filter(ctx, state, settings, req, advance=req.offset == 0)
-        key = hashlib.sha256(f"{property_id}|{req.signature}|{shares}".encode()).hexdigest()
+        # The settings are part of the key: tests change them on a live server.
+        key = hashlib.sha256(f"{settings!r}|{req.signature}|{shares}".encode()).hexdigest()
         with state.lock:
             compute_lock = state.compute_locks.setdefault(key, threading.Lock())
         with compute_lock:
