@@ -488,8 +488,8 @@ def _fetch_records(
     n_served = len(served)
     for row in rows:
         rid = int(row[0])
-        properties: dict[str, Any] = {p: None for p in props if p not in schema.columns}
-        properties.update(zip(served, row[3 : 3 + n_served], strict=True))
+        # Properties the object type does not have are left out, as HubSpot ignores them.
+        properties: dict[str, Any] = dict(zip(served, row[3 : 3 + n_served], strict=True))
         properties["hs_object_id"] = str(rid)
         if (
             object_type == "contacts"
@@ -497,9 +497,6 @@ def _fetch_records(
             and "hs_merged_object_ids" not in schema.columns
         ):
             properties["hs_merged_object_ids"] = merged_text.get(rid)
-        for name in list(properties):
-            if name not in props:
-                del properties[name]
         record: dict[str, Any] = {
             "id": str(rid),
             "properties": properties,

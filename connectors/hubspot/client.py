@@ -1,0 +1,804 @@
+"""HubSpot CRM extraction through ``hubspot-api-client``: full, incremental and archived passes.
+
+- First loads page the list endpoints (100 a page, ``after`` cursor).
+- Incremental loads search on the last-modified property in a window ``[since, until)``, 200 a page,
+  sorted ascending. A window whose ``total`` passes the search cap (10,000) is halved until each part
+  fits; a single millisecond holding more than the cap (bulk imports) falls back to a list scan that
+  keeps the records of that instant. ``until`` defaults to the run's start and is never passed, so the
+  next run's ``since`` = this run's ``until`` leaves no gap. If a window's ``total`` shrinks while it is
+  paged (a record was modified meanwhile and left it, shifting the offsets), the window is read again;
+  ids already yielded in the run are not yielded twice.
+- The archived pass lists ``archived=true``; merged records come out as rows of their own id with
+  ``merged_into`` = the survivor (from the survivor's ``hs_merged_object_ids``).
+- Every call goes through one process-wide limiter per portal and token (``ratelimit.shared_limiter``)
+  and one retry loop here. The SDK's urllib3 retries are switched off on purpose (``Retry(total=0)``):
+  a second, silent layer would retry 429s behind the limiter's back and end in ``MaxRetryError``.
+  Connection errors (which urllib3 then raises as ``MaxRetryError``/``ProtocolError``) are retried
+  here and, when retries run out, reported as ``HubSpotFetchError`` naming the cause.
+
+Responses are read with ``_preload_content=False`` and parsed here: the SDK's model layer would turn a
+malformed body into an unrelated validation error, and building models for a million records costs
+more than the rate limit leaves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import urllib3
+from urllib3.util.retry import Retry
+
+from connectors.hubspot.ratelimit import GENERAL, SEARCH, PortalRateLimiter, backoff_seconds, shared_limiter
+from connectors.hubspot.settings import (
+    BASE_PROPERTIES,
+    LAST_MODIFIED,
+    OBJECT_TYPES,
+    STAGE_DATE_PREFIX,
+    HubSpotAuthError,
+    HubSpotConfigError,
+    HubSpotFetchError,
+    HubSpotQuotaError,
+    HubSpotSettings,
+)
+
+log = logging.getLogger(__name__)
+
+OBJECT_SCHEMA = pa.schema(
+    [
+        ("portal_id", pa.string()),
+        ("id", pa.string()),
+        ("created_at", pa.timestamp("ms", tz="UTC")),
+        ("updated_at", pa.timestamp("ms", tz="UTC")),
+        ("archived", pa.bool_()),
+        ("merged_into", pa.string()),
+        ("properties", pa.string()),
+    ]
+)
+DEAL_SCHEMA = OBJECT_SCHEMA.append(pa.field("contact_ids", pa.string()))
+PROPERTIES_SCHEMA = pa.schema(
+    [
+        ("portal_id", pa.string()),
+        ("object_type", pa.string()),
+        ("name", pa.string()),
+        ("label", pa.string()),
+        ("type", pa.string()),
+        ("field_type", pa.string()),
+        ("group_name", pa.string()),
+    ]
+)
+PIPELINES_SCHEMA = pa.schema(
+    [
+        ("portal_id", pa.string()),
+        ("object_type", pa.string()),
+        ("pipeline_id", pa.string()),
+        ("pipeline_label", pa.string()),
+        ("stage_id", pa.string()),
+        ("stage_label", pa.string()),
+        ("display_order", pa.int64()),
+        ("is_closed", pa.bool_()),
+        ("probability", pa.float64()),
+    ]
+)
+
+
+def _api_exception_types() -> tuple[type[BaseException], ...]:
+    import hubspot.crm.associations.v4.exceptions as assoc_exc
+    import hubspot.crm.companies.exceptions as companies_exc
+    import hubspot.crm.contacts.exceptions as contacts_exc
+    import hubspot.crm.deals.exceptions as deals_exc
+    import hubspot.crm.pipelines.exceptions as pipelines_exc
+    import hubspot.crm.properties.exceptions as properties_exc
+
+    return tuple(
+        m.ApiException
+        for m in (contacts_exc, companies_exc, deals_exc, properties_exc, pipelines_exc, assoc_exc)
+    )
+
+
+_API_EXCEPTIONS = _api_exception_types()
+
+
+def to_ms(value: dt.datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return int(value.timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _parse_ms(text: str | None) -> int | None:
+    if not text:
+        return None
+    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return to_ms(parsed)
+
+
+@dataclass
+class RequestLog:
+    """One entry of ``raw.request_log`` (CONTRACTS §4) being filled."""
+
+    run_id: str | None
+    source_id: str
+    request: str
+    mode: str
+    start_date: str | None = None
+    end_date: str | None = None
+    rows: int = 0
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    http_429: int = 0
+    splits: int = 0
+    quota_tokens_remaining_day: int | None = None
+    wait_seconds: float = 0.0
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    finished_at: dt.datetime | None = None
+    error: str | None = None
+    list_fallbacks: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "source": "hubspot",
+            "source_id": self.source_id,
+            "request": self.request,
+            "mode": self.mode,
+            "start_date": self.start_date,
+            "end_date": self.end_date,
+            "rows": self.rows,
+            "pages": self.pages,
+            "requests": self.requests,
+            "retries": self.retries,
+            "http_429": self.http_429,
+            "splits": self.splits,
+            "subject_to_thresholding": None,
+            "data_loss_from_other_row": None,
+            "sampled": None,
+            "quota_tokens_used": None,
+            "quota_tokens_remaining_hour": None,
+            "quota_tokens_remaining_day": self.quota_tokens_remaining_day,
+            "wait_seconds": round(self.wait_seconds, 3),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+        }
+
+
+class _Transient(Exception):
+    """A failure worth another attempt (5xx, dropped connection, malformed body)."""
+
+
+class HubSpotClient:
+    """Extracts one portal's CRM objects; see the module docstring. Not for use from several threads."""
+
+    def __init__(self, settings: HubSpotSettings, limiter: PortalRateLimiter | None = None) -> None:
+        settings.validate()
+        self.settings = settings
+        self.limiter = limiter or shared_limiter(
+            settings.host,
+            settings.access_token,
+            settings.general_max_requests,
+            settings.general_interval_seconds,
+            settings.search_requests_per_second,
+            settings.limiter_margin_seconds,
+        )
+        import hubspot
+
+        self._sdk = hubspot.HubSpot(
+            access_token=settings.access_token,
+            host=settings.host.rstrip("/"),
+            # No second retry layer: our loop sees every answer, the limiter stays in charge.
+            retry=Retry(
+                total=0,
+                connect=0,
+                read=0,
+                redirect=0,
+                status=0,
+                other=0,
+                respect_retry_after_header=False,
+                raise_on_status=False,
+                raise_on_redirect=False,
+            ),
+        )
+        self._apis: dict[tuple[str, str], Any] = {}
+        self._property_cache: dict[str, list[dict[str, Any]]] = {}
+        self.request_log: list[dict[str, Any]] = []
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------------------------------------
+    # public API
+
+    def extract(
+        self,
+        object_type: str,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Records of ``object_type`` page by page; ``since=None`` is a full load (list endpoint)."""
+        self._check_object(object_type)
+        run_start = dt.datetime.now(dt.UTC)
+        until = min(until, run_start) if until is not None else run_start
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=dt.UTC)
+        props = self.object_properties(object_type)
+        mode = "full" if since is None else "incremental"
+        entry = RequestLog(
+            self.settings.run_id,
+            self.settings.portal_id,
+            object_type,
+            mode,
+            start_date=None if since is None else _iso(to_ms(since)),
+            end_date=_iso(to_ms(until)),
+        )
+        if since is None:
+            pages = self._list_pages(object_type, props, archived=False, entry=entry)
+        else:
+            pages = self._incremental_pages(object_type, props, to_ms(since), to_ms(until), entry)
+        yield from self._batches(object_type, pages, entry)
+
+    def extract_archived(self, object_type: str) -> Iterator[pa.RecordBatch]:
+        """Archived (deleted) records, ``archived=True``."""
+        self._check_object(object_type)
+        props = [p for p in ("hs_object_id", "createdate", LAST_MODIFIED[object_type])]
+        entry = RequestLog(self.settings.run_id, self.settings.portal_id, object_type, "archived")
+        pages = self._list_pages(object_type, props, archived=True, entry=entry)
+        yield from self._batches(object_type, pages, entry)
+
+    def properties(self, object_type: str) -> pa.RecordBatch:
+        self._check_object(object_type)
+        defs = self._property_definitions(object_type)
+        rows = {
+            "portal_id": [self.settings.portal_id] * len(defs),
+            "object_type": [object_type] * len(defs),
+            "name": [d.get("name") for d in defs],
+            "label": [d.get("label") for d in defs],
+            "type": [d.get("type") for d in defs],
+            "field_type": [d.get("fieldType") for d in defs],
+            "group_name": [d.get("groupName") for d in defs],
+        }
+        return pa.RecordBatch.from_pydict(rows, schema=PROPERTIES_SCHEMA)
+
+    def pipelines(self, object_type: str) -> pa.RecordBatch:
+        if object_type not in ("deals", "contacts"):
+            raise HubSpotConfigError(f"HubSpot pipelines exist for deals and contacts, not {object_type!r}")
+        entry = RequestLog(
+            self.settings.run_id, self.settings.portal_id, f"pipelines_{object_type}", "metadata"
+        )
+        try:
+            api = self._api("pipelines", "pipelines_api")
+            data = self._call(entry, GENERAL, api.get_all, object_type=object_type)
+            rows: dict[str, list[Any]] = {name: [] for name in PIPELINES_SCHEMA.names}
+            for pipeline in data.get("results", []):
+                for stage in sorted(pipeline.get("stages", []), key=lambda s: s.get("displayOrder", 0)):
+                    meta = stage.get("metadata") or {}
+                    probability = meta.get("probability")
+                    rows["portal_id"].append(self.settings.portal_id)
+                    rows["object_type"].append(object_type)
+                    rows["pipeline_id"].append(pipeline.get("id"))
+                    rows["pipeline_label"].append(pipeline.get("label"))
+                    rows["stage_id"].append(stage.get("id"))
+                    rows["stage_label"].append(stage.get("label"))
+                    rows["display_order"].append(stage.get("displayOrder"))
+                    rows["is_closed"].append(str(meta.get("isClosed", "false")).lower() == "true")
+                    rows["probability"].append(float(probability) if probability not in (None, "") else None)
+            entry.rows = len(rows["stage_id"])
+            entry.pages = 1
+            return pa.RecordBatch.from_pydict(rows, schema=PIPELINES_SCHEMA)
+        except Exception as exc:
+            entry.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._finish(entry)
+
+    def stage_date_properties(self) -> list[str]:
+        """The ``hs_v2_date_entered_<stage>`` properties this portal has (discovered, never assumed)."""
+        return [
+            d["name"]
+            for d in self._property_definitions("contacts")
+            if d["name"].startswith(STAGE_DATE_PREFIX)
+        ]
+
+    def object_properties(self, object_type: str) -> list[str]:
+        """Property names requested for ``object_type``: the base set, discovered stage dates, extras."""
+        names = list(BASE_PROPERTIES[object_type])
+        if object_type == "contacts":
+            names += self.stage_date_properties()
+        names += list(self.settings.extra_properties.get(object_type, ()))
+        return list(dict.fromkeys(names))
+
+    # ------------------------------------------------------------------------------------------
+    # pages
+
+    def _list_pages(
+        self,
+        object_type: str,
+        props: list[str],
+        archived: bool,
+        entry: RequestLog,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        api = self._api(object_type, "basic_api")
+        url_props, body_props = self._split_for_url(object_type, props)
+        associations = ["contacts"] if object_type == "deals" else None
+        after: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "limit": self.settings.list_page_size,
+                "properties": url_props,
+                "archived": archived,
+            }
+            if after:
+                kwargs["after"] = after
+            if associations:
+                kwargs["associations"] = associations
+            data = self._call(entry, GENERAL, api.get_page, **kwargs)
+            records = data.get("results") or []
+            if body_props and records:
+                self._complete_properties(object_type, records, body_props, archived, entry)
+            if keep is not None:
+                records = [r for r in records if keep(r)]
+            entry.pages += 1
+            yield records
+            after = ((data.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+
+    def _incremental_pages(
+        self, object_type: str, props: list[str], since_ms: int, until_ms: int, entry: RequestLog
+    ) -> Iterator[list[dict[str, Any]]]:
+        seen: set[str] = set()
+        windows = [(since_ms, until_ms)]
+        while windows:
+            lo, hi = windows.pop(0)
+            if lo >= hi:
+                continue
+            outcome = yield from self._scan_window(object_type, props, lo, hi, entry, seen)
+            if outcome == "split":
+                mid = lo + (hi - lo) // 2
+                entry.splits += 1
+                windows[0:0] = [(lo, mid), (mid, hi)]
+            elif outcome == "instant":
+                entry.list_fallbacks += 1
+                lmd = LAST_MODIFIED[object_type]
+
+                def in_instant(record: dict[str, Any], lo: int = lo, hi: int = hi, lmd: str = lmd) -> bool:
+                    ms = _parse_ms((record.get("properties") or {}).get(lmd))
+                    return ms is not None and lo <= ms < hi
+
+                for page in self._list_pages(object_type, props, False, entry, keep=in_instant):
+                    fresh = [r for r in page if r["id"] not in seen]
+                    seen.update(r["id"] for r in fresh)
+                    yield fresh
+
+    def _scan_window(
+        self, object_type: str, props: list[str], lo: int, hi: int, entry: RequestLog, seen: set[str]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yields the window's pages; returns "done", "split" (too many for one query) or "instant"."""
+        api = self._api(object_type, "search_api")
+        lmd = LAST_MODIFIED[object_type]
+        cap = self.settings.search_result_cap
+        size = self.settings.search_page_size
+        for _attempt in range(5):
+            offset = 0
+            first_total: int | None = None
+            restarted = False
+            while True:
+                body: dict[str, Any] = {
+                    "filterGroups": [
+                        {
+                            "filters": [
+                                {"propertyName": lmd, "operator": "GTE", "value": str(lo)},
+                                {"propertyName": lmd, "operator": "LT", "value": str(hi)},
+                            ]
+                        }
+                    ],
+                    "sorts": [{"propertyName": lmd, "direction": "ASCENDING"}],
+                    "properties": props,
+                    "limit": size,
+                    "after": str(offset),
+                }
+                data = self._call(entry, SEARCH, api.do_search, public_object_search_request=body)
+                total = int(data.get("total") or 0)
+                if first_total is None:
+                    first_total = total
+                    if total > cap:
+                        return "instant" if hi - lo <= 1 else "split"
+                elif total < first_total:
+                    # Something left the window while we paged: offsets shifted, read it again.
+                    restarted = True
+                    break
+                records = data.get("results") or []
+                if object_type == "deals" and records:
+                    self._attach_contacts(records, entry)
+                fresh = [r for r in records if r["id"] not in seen]
+                seen.update(r["id"] for r in fresh)
+                entry.pages += 1
+                yield fresh
+                after = ((data.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    break
+                offset = int(after)
+                if offset >= cap:  # cannot happen when total <= cap; never page into the 400
+                    break
+            if not restarted:
+                return "done"
+        raise HubSpotFetchError(
+            f"HubSpot {object_type} window {_iso(lo)}..{_iso(hi)} kept changing while it was read (5 tries)"
+        )
+
+    def _complete_properties(
+        self,
+        object_type: str,
+        records: list[dict[str, Any]],
+        body_props: list[str],
+        archived: bool,
+        entry: RequestLog,
+    ) -> None:
+        """Reads the properties that did not fit the list URL through batch read (a POST body)."""
+        api = self._api(object_type, "batch_api")
+        by_id = {r["id"]: r for r in records}
+        ids = list(by_id)
+        for start in range(0, len(ids), self.settings.batch_size):
+            chunk = ids[start : start + self.settings.batch_size]
+            body = {
+                "inputs": [{"id": i} for i in chunk],
+                "properties": body_props,
+                "propertiesWithHistory": [],
+            }
+            data = self._call(
+                entry, GENERAL, api.read, batch_read_input_simple_public_object_id=body, archived=archived
+            )
+            for result in data.get("results") or []:
+                target = by_id.get(result.get("id"))
+                if target is not None:
+                    target.setdefault("properties", {}).update(result.get("properties") or {})
+
+    def _attach_contacts(self, deals: list[dict[str, Any]], entry: RequestLog) -> None:
+        """Search answers carry no associations: read deal -> contact links in batches (v4)."""
+        api = self._api("associations_v4", "batch_api")
+        for start in range(0, len(deals), self.settings.batch_size):
+            chunk = deals[start : start + self.settings.batch_size]
+            body = {"inputs": [{"id": d["id"]} for d in chunk]}
+            data = self._call(
+                entry,
+                GENERAL,
+                api.get_page,
+                from_object_type="deals",
+                to_object_type="contacts",
+                batch_input_public_fetch_associations_batch_request=body,
+            )
+            links: dict[str, list[str]] = {}
+            for result in data.get("results") or []:
+                from_id = str((result.get("from") or {}).get("id"))
+                links[from_id] = [str(t.get("toObjectId")) for t in result.get("to") or []]
+            for deal in chunk:
+                deal["associations"] = {
+                    "contacts": {
+                        "results": [{"id": c, "type": "deal_to_contact"} for c in links.get(deal["id"], [])]
+                    }
+                }
+
+    def _split_for_url(self, object_type: str, props: list[str]) -> tuple[list[str], list[str]]:
+        """(properties that fit the list URL, the rest for a batch read)."""
+        base = len(self.settings.host) + len(f"/crm/v3/objects/{object_type}?limit=100&after=") + 40
+        if object_type == "deals":
+            base += len("&associations=contacts")
+        budget = self.settings.max_url_length - base
+        url_props: list[str] = []
+        used = 0
+        for i, name in enumerate(props):
+            cost = len("&properties=") + len(quote(name, safe=""))
+            if used + cost > budget:
+                return url_props, props[i:]
+            url_props.append(name)
+            used += cost
+        return url_props, []
+
+    # ------------------------------------------------------------------------------------------
+    # records -> batches
+
+    def _batches(
+        self, object_type: str, pages: Iterator[list[dict[str, Any]]], entry: RequestLog
+    ) -> Iterator[pa.RecordBatch]:
+        fetched = _prefetch(pages, self.settings.prefetch_pages)
+        try:
+            for records in fetched:
+                batch = self._to_batch(object_type, records)
+                entry.rows += batch.num_rows
+                yield batch
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                entry.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            fetched.close()
+            self._finish(entry)
+
+    def _to_batch(self, object_type: str, records: list[dict[str, Any]]) -> pa.RecordBatch:
+        portal = self.settings.portal_id
+        ids, created, updated, archived, merged_into, props_json, contacts = [], [], [], [], [], [], []
+        dumps = json.dumps
+        for record in records:
+            properties = record.get("properties") or {}
+            ids.append(str(record["id"]))
+            created.append(record.get("createdAt"))
+            updated.append(record.get("updatedAt"))
+            archived.append(bool(record.get("archived", False)))
+            merged_into.append(None)
+            props_json.append(dumps(properties, separators=(",", ":"), ensure_ascii=False))
+            if object_type == "deals":
+                assoc = ((record.get("associations") or {}).get("contacts") or {}).get("results") or []
+                contacts.append(dumps(sorted({str(a["id"]) for a in assoc}, key=_id_key)))
+            merged = properties.get("hs_merged_object_ids")
+            if merged:
+                # Each merged-away id becomes a row of its own pointing at the survivor.
+                for loser in str(merged).split(";"):
+                    loser = loser.strip()
+                    if not loser or loser == str(record["id"]):
+                        continue
+                    ids.append(loser)
+                    created.append(None)
+                    updated.append(record.get("updatedAt"))
+                    archived.append(True)
+                    merged_into.append(str(record["id"]))
+                    props_json.append("{}")
+                    if object_type == "deals":
+                        contacts.append("[]")
+        columns = [
+            pa.array([portal] * len(ids), pa.string()),
+            pa.array(ids, pa.string()),
+            pa.array(created, pa.string()).cast(pa.timestamp("ms", tz="UTC")),
+            pa.array(updated, pa.string()).cast(pa.timestamp("ms", tz="UTC")),
+            pa.array(archived, pa.bool_()),
+            pa.array(merged_into, pa.string()),
+            pa.array(props_json, pa.string()),
+        ]
+        schema = OBJECT_SCHEMA
+        if object_type == "deals":
+            columns.append(pa.array(contacts, pa.string()))
+            schema = DEAL_SCHEMA
+        return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+    # ------------------------------------------------------------------------------------------
+    # calls
+
+    def _property_definitions(self, object_type: str) -> list[dict[str, Any]]:
+        if object_type not in self._property_cache:
+            entry = RequestLog(
+                self.settings.run_id, self.settings.portal_id, f"properties_{object_type}", "metadata"
+            )
+            try:
+                api = self._api("properties", "core_api")
+                data = self._call(entry, GENERAL, api.get_all, object_type=object_type, archived=False)
+                self._property_cache[object_type] = list(data.get("results") or [])
+                entry.rows = len(self._property_cache[object_type])
+                entry.pages = 1
+            except Exception as exc:
+                entry.error = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                self._finish(entry)
+        return self._property_cache[object_type]
+
+    def _api(self, group: str, name: str) -> Any:
+        # The SDK builds a new ApiClient (and connection pool) on every attribute access: keep one.
+        key = (group, name)
+        if key not in self._apis:
+            crm = self._sdk.crm
+            holder = crm.associations.v4 if group == "associations_v4" else getattr(crm, group)
+            self._apis[key] = getattr(holder, name)
+        return self._apis[key]
+
+    def _call(self, entry: RequestLog, bucket: str, fn: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
+        """One logical request: limiter, attempt, classify, retry. Returns the parsed JSON body."""
+        s = self.settings
+        failures = 0
+        rate_limited = 0
+        while True:
+            if self.limiter.daily_remaining == 0:
+                raise HubSpotQuotaError(
+                    f"HubSpot portal {s.portal_id}: the daily request limit is spent "
+                    f"(X-HubSpot-RateLimit-Daily-Remaining: 0); the run can resume after it resets"
+                )
+            entry.wait_seconds += self.limiter.acquire(bucket)
+            sent = time.monotonic()
+            entry.requests += 1
+            try:
+                try:
+                    response = fn(
+                        **kwargs, _preload_content=False, _request_timeout=s.request_timeout_seconds
+                    )
+                    raw = response.data
+                    headers = dict(response.headers)
+                    response.release_conn()
+                except _API_EXCEPTIONS as exc:
+                    status = int(getattr(exc, "status", 0) or 0)
+                    headers = dict(getattr(exc, "headers", None) or {})
+                    body = getattr(exc, "body", None)
+                    if status:
+                        self.limiter.observe(bucket, headers, sent)
+                    if status == 429:
+                        rate_limited += 1
+                        entry.http_429 += 1
+                        policy = _json_field(body, "policyName")
+                        if policy == "DAILY":
+                            raise HubSpotQuotaError(
+                                f"HubSpot portal {s.portal_id}: the daily request limit is reached "
+                                f"(429 policy DAILY); the run can resume after it resets"
+                            ) from None
+                        if rate_limited > s.max_rate_limit_retries:
+                            raise HubSpotFetchError(
+                                f"HubSpot kept answering 429 ({policy or 'rate limit'}) after {rate_limited} waits",
+                                429,
+                            ) from None
+                        retry_after = _retry_after(headers)
+                        pause = (
+                            retry_after
+                            if retry_after is not None
+                            else backoff_seconds(
+                                rate_limited - 1, s.backoff_base_seconds, s.backoff_max_seconds, self._rng
+                            )
+                        )
+                        self.limiter.block(bucket, pause)
+                        entry.retries += 1
+                        continue
+                    if status in (401, 403):
+                        raise _auth_error(status, body) from None
+                    if status == 0 or status >= 500:
+                        raise _Transient(f"HTTP {status or 'error'}: {_short(body)}") from None
+                    raise HubSpotFetchError(
+                        f"HubSpot answered {status} to {getattr(fn, '__name__', 'a request')}: {_short(body)}",
+                        status,
+                    ) from None
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    cause = getattr(exc, "reason", None) or exc
+                    raise _Transient(f"connection failed ({type(cause).__name__}: {cause})") from None
+                self.limiter.observe(bucket, headers, sent)
+                daily = headers.get("X-HubSpot-RateLimit-Daily-Remaining") or headers.get(
+                    "x-hubspot-ratelimit-daily-remaining"
+                )
+                if daily is not None and daily.isdigit():
+                    entry.quota_tokens_remaining_day = int(daily)
+                try:
+                    return json.loads(raw)
+                except ValueError:
+                    raise _Transient(f"malformed JSON body ({len(raw)} bytes)") from None
+            except _Transient as transient:
+                failures += 1
+                if failures > s.max_retries:
+                    raise HubSpotFetchError(
+                        f"HubSpot request {getattr(fn, '__name__', '')} failed {failures} times; last: {transient}"
+                    ) from None
+                entry.retries += 1
+                log.info("HubSpot request failed (%s); retry %d of %d", transient, failures, s.max_retries)
+                time.sleep(
+                    backoff_seconds(failures - 1, s.backoff_base_seconds, s.backoff_max_seconds, self._rng)
+                )
+
+    def _finish(self, entry: RequestLog) -> None:
+        entry.finished_at = dt.datetime.now(dt.UTC)
+        self.request_log.append(entry.as_dict())
+
+    @staticmethod
+    def _check_object(object_type: str) -> None:
+        if object_type not in OBJECT_TYPES:
+            raise HubSpotConfigError(
+                f"HubSpot object type {object_type!r} is not one of {list(OBJECT_TYPES)}"
+            )
+
+
+def _id_key(value: str) -> tuple[int, str]:
+    return (int(value), "") if value.isdigit() else (0, value)
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(float(value), 0.0)
+            except ValueError:
+                return None
+    return None
+
+
+def _json_field(body: Any, name: str) -> Any:
+    try:
+        data = json.loads(body) if isinstance(body, str | bytes) else body
+        return data.get(name) if isinstance(data, dict) else None
+    except ValueError:
+        return None
+
+
+def _short(body: Any, limit: int = 300) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _auth_error(status: int, body: Any) -> HubSpotAuthError:
+    try:
+        data = json.loads(body) if isinstance(body, str | bytes) else (body or {})
+    except ValueError:
+        data = {}
+    category = data.get("category") if isinstance(data, dict) else None
+    message = data.get("message", "") if isinstance(data, dict) else ""
+    scopes: list[str] = []
+    for err in (data.get("errors") or []) if isinstance(data, dict) else []:
+        context = err.get("context") or {}
+        scopes += list(context.get("requiredGranularScopes") or context.get("requiredScopes") or [])
+    if status == 403:
+        named = ", ".join(scopes) or "unknown (HubSpot did not say)"
+        return HubSpotAuthError(
+            f"HubSpot refused the request (403 {category or 'FORBIDDEN'}): the private app's token lacks a "
+            f"scope. Required scope: {named}. Add it to the private app and use its new token.",
+            403,
+            tuple(scopes),
+        )
+    what = "expired" if category == "EXPIRED_AUTHENTICATION" else "missing or invalid"
+    return HubSpotAuthError(
+        f"HubSpot rejected the token (401 {category or 'UNAUTHORIZED'}): the access token is {what}. "
+        f"HubSpot said: {message}",
+        401,
+    )
+
+
+_DONE = object()
+
+
+def _prefetch(pages: Iterator[list[dict[str, Any]]], depth: int) -> Iterator[list[dict[str, Any]]]:
+    """Fetches the next pages on a background thread while the caller works on this one.
+
+    The queue is bounded, so memory stays flat; an error in the fetcher surfaces in the caller.
+    """
+    if depth <= 0:
+        yield from pages
+        return
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        q.put(page, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item: Any = _DONE
+        except BaseException as exc:  # handed to the consumer, who re-raises it
+            item = exc
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="hubspot-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)

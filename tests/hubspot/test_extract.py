@@ -1,0 +1,242 @@
+"""HubSpot connector against the sandbox: full, incremental, split, archived/merged, metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+
+import pyarrow as pa
+
+from connectors.hubspot import DEAL_SCHEMA, OBJECT_SCHEMA, PIPELINES_SCHEMA, PROPERTIES_SCHEMA
+from connectors.sandbox.store import build_store
+
+END_DATE = dt.date(2026, 11, 22)
+
+
+def _iso(ts) -> str | None:
+    return None if ts is None else ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def test_full_load_contacts_equals_store_with_properties_and_merges(hs, shared_hs_store):
+    store = shared_hs_store
+    with hs.serve(store) as server:
+        client = hs.make_client(server)
+        batches = list(client.extract("contacts"))
+        counters = server.counters()
+    assert all(b.schema.equals(OBJECT_SCHEMA) for b in batches)
+    rows = [r for b in batches for r in b.to_pylist()]
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)), "duplicate ids"
+    live = {r["id"] for r in rows if r["merged_into"] is None}
+    assert live == hs.live_ids(store)
+    assert all(
+        r["portal_id"] == "sandbox" and r["archived"] is False for r in rows if r["merged_into"] is None
+    )
+
+    merged_truth = dict(
+        store.cursor()
+        .execute("SELECT id::VARCHAR, merged_into::VARCHAR FROM contacts WHERE merged_into IS NOT NULL")
+        .fetchall()
+    )
+    merged_rows = {r["id"]: r["merged_into"] for r in rows if r["merged_into"] is not None}
+    assert merged_truth and merged_rows == merged_truth
+    assert all(r["archived"] for r in rows if r["merged_into"] is not None)
+
+    stages = list(store.lifecycle_stages)
+    sample = (
+        store.cursor()
+        .execute(
+            "SELECT id::VARCHAR, lifecyclestage, hs_analytics_source, first_conversion_event_name, country, "
+            "hs_v2_date_entered_lead, createdate, lastmodifieddate FROM contacts "
+            "WHERE NOT archived AND merged_into IS NULL ORDER BY id LIMIT 300"
+        )
+        .fetchall()
+    )
+    by_id = {r["id"]: r for r in rows}
+    for cid, stage, source, first_form, country, lead_at, created, modified in sample:
+        row = by_id[cid]
+        props = json.loads(row["properties"])
+        assert props["lifecyclestage"] == stage
+        assert props["hs_analytics_source"] == source
+        assert props["first_conversion_event_name"] == first_form
+        assert props["country"] == country
+        assert props["hs_v2_date_entered_lead"] == _iso(lead_at)
+        assert {f"hs_v2_date_entered_{s}" for s in stages} <= set(props)
+        assert "email" not in props and "phone" not in props  # personal data are not extracted
+        assert row["created_at"].replace(tzinfo=None) == created.replace(
+            microsecond=created.microsecond // 1000 * 1000
+        )
+        assert row["updated_at"].replace(tzinfo=None) == modified.replace(
+            microsecond=modified.microsecond // 1000 * 1000
+        )
+
+    entry = [e for e in client.request_log if e["request"] == "contacts"][-1]
+    assert entry["mode"] == "full" and entry["source"] == "hubspot" and entry["source_id"] == "sandbox"
+    assert entry["rows"] == len(rows) and entry["pages"] == -(-len(live) // 100)
+    assert entry["requests"] == entry["pages"] and entry["http_429"] == 0 and entry["error"] is None
+    # The client's own count of requests is every request the server saw: no hidden retry layer.
+    assert sum(e["requests"] for e in client.request_log) == counters["hubspot.requests"]
+
+
+def test_incremental_after_touch_returns_exactly_the_changed_contacts(hs, hs_store):
+    store = hs_store
+    cursor = store.end_instant_utc.replace(tzinfo=dt.UTC)
+    with hs.serve(store) as server:
+        client = hs.make_client(server)
+        full = {r["id"]: r for r in hs.collect(client.extract("contacts")) if r["merged_into"] is None}
+        touched = {str(i) for i in store.touch_contacts(fraction=0.01)}
+        assert len(touched) > 50
+        changed = hs.collect(client.extract("contacts", since=cursor))
+    ids = [r["id"] for r in changed if r["merged_into"] is None]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == touched
+    # Survivors among them bring rows for the ids merged into them.
+    assert all(r["merged_into"] in touched for r in changed if r["merged_into"] is not None)
+    changed = [r for r in changed if r["merged_into"] is None]
+    entry = client.request_log[-1]
+    assert entry["mode"] == "incremental" and entry["splits"] == 0 and entry["rows"] >= len(touched)
+    # Merged by id, the two loads hold exactly the store's live contacts with their new values.
+    merged = {**full, **{r["id"]: r for r in changed}}
+    assert set(merged) == hs.live_ids(store)
+    truth = dict(
+        store.cursor()
+        .execute(
+            "SELECT id::VARCHAR, lifecyclestage FROM contacts WHERE id IN (SELECT unnest(?))",
+            [sorted(int(t) for t in touched)],
+        )
+        .fetchall()
+    )
+    for cid in touched:
+        assert json.loads(merged[cid]["properties"])["lifecyclestage"] == truth[cid]
+
+
+def test_incremental_split_past_search_cap_with_10500_records_at_one_instant(hs):
+    store = build_store(
+        "demo", seed=7, end_date=END_DATE, days=20, lead_rate=0.45, bulk_import_contacts=10_500
+    )
+    instant, at_instant = (
+        store.cursor()
+        .execute(
+            "SELECT lastmodifieddate, count(*) FROM contacts WHERE NOT archived AND merged_into IS NULL "
+            "GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
+        )
+        .fetchall()[0]
+    )
+    assert at_instant == 10_500
+    since = dt.datetime.combine(store.start_date - dt.timedelta(days=1), dt.time(), dt.UTC)
+    with hs.serve(store) as server:
+        client = hs.make_client(server)
+        rows = hs.collect(client.extract("contacts", since=since))
+        counters = server.counters()
+    ids = [r["id"] for r in rows if r["merged_into"] is None]
+    assert len(ids) == len(set(ids)), "duplicates"
+    assert set(ids) == hs.live_ids(store), "gap"
+    entry = client.request_log[-1]
+    assert entry["splits"] >= 10  # halved from the whole window down to one millisecond
+    assert counters.get("route.hubspot:list", 0) >= 105  # the instant was read by a list scan
+    assert counters.get("hubspot.status.400", 0) == 0  # never paged into the cap's 400
+
+
+def test_archived_pass_marks_deleted(hs, shared_hs_store):
+    store = shared_hs_store
+    with hs.serve(store) as server:
+        rows = hs.collect(hs.make_client(server).extract_archived("contacts"))
+    truth = {
+        str(r[0])
+        for r in store.cursor()
+        .execute("SELECT id FROM contacts WHERE archived AND merged_into IS NULL")
+        .fetchall()
+    }
+    assert truth and {r["id"] for r in rows} == truth
+    assert all(r["archived"] and r["merged_into"] is None for r in rows)
+
+
+def test_deals_full_and_incremental_carry_contact_associations(hs, shared_hs_store):
+    store = shared_hs_store
+    truth = dict(
+        store.cursor()
+        .execute(
+            "SELECT d.id::VARCHAR, COALESCE(c.merged_into, d.contact_id)::VARCHAR FROM deals d "
+            "JOIN contacts c ON c.id = d.contact_id WHERE NOT d.archived"
+        )
+        .fetchall()
+    )
+    cutoff = (
+        store.cursor().execute("SELECT quantile_disc(hs_lastmodifieddate, 0.8) FROM deals").fetchall()[0][0]
+    )
+    with hs.serve(store) as server:
+        client = hs.make_client(server)
+        full = list(client.extract("deals"))
+        recent = hs.collect(client.extract("deals", since=cutoff.replace(tzinfo=dt.UTC)))
+    assert all(b.schema.equals(DEAL_SCHEMA) for b in full)
+    rows = [r for b in full for r in b.to_pylist()]
+    assert {r["id"] for r in rows} == set(truth)
+    for r in rows:
+        assert json.loads(r["contact_ids"]) == [truth[r["id"]]]
+        props = json.loads(r["properties"])
+        assert {"pipeline", "dealstage", "amount", "createdate", "closedate", "hs_is_closed_won"} <= set(
+            props
+        )
+    expected_recent = {
+        str(r[0])
+        for r in store.cursor()
+        .execute("SELECT id FROM deals WHERE NOT archived AND hs_lastmodifieddate >= ?", [cutoff])
+        .fetchall()
+    }
+    assert {r["id"] for r in recent} == expected_recent
+    assert all(json.loads(r["contact_ids"]) == [truth[r["id"]]] for r in recent)
+
+
+def test_companies_full_load(hs, shared_hs_store):
+    with hs.serve(shared_hs_store) as server:
+        rows = hs.collect(hs.make_client(server).extract("companies"))
+    assert {r["id"] for r in rows} == hs.live_ids(shared_hs_store, "companies")
+    assert all({"name", "domain", "country"} <= set(json.loads(r["properties"])) for r in rows)
+
+
+def test_discovered_stage_properties_metadata_and_pipelines(hs, shared_hs_store):
+    store = shared_hs_store
+    with hs.serve(store) as server:
+        client = hs.make_client(server)
+        stage_props = client.stage_date_properties()
+        props = client.properties("contacts")
+        deal_pipes = client.pipelines("deals")
+        contact_pipes = client.pipelines("contacts")
+    assert stage_props == [f"hs_v2_date_entered_{s}" for s in store.lifecycle_stages]
+    assert [
+        p for p in client.object_properties("contacts") if p.startswith("hs_v2_date_entered_")
+    ] == stage_props
+    assert props.schema.equals(PROPERTIES_SCHEMA)
+    table = pa.Table.from_batches([props]).to_pylist()
+    types = {r["name"]: r["type"] for r in table}
+    assert all(types[p] == "datetime" for p in stage_props)
+    assert deal_pipes.schema.equals(PIPELINES_SCHEMA)
+    deal_rows = deal_pipes.to_pylist()
+    won = [r for r in deal_rows if r["stage_id"] == "closedwon"][0]
+    assert won["is_closed"] is True and won["probability"] == 1.0 and won["pipeline_id"] == "default"
+    assert [r["stage_id"] for r in contact_pipes.to_pylist()] == list(store.lifecycle_stages)
+    modes = Counter(e["mode"] for e in client.request_log)
+    assert modes["metadata"] == 3  # properties once (cached), two pipelines
+
+
+def test_long_property_list_never_overflows_the_url(hs, shared_hs_store):
+    store = shared_hs_store
+    extras = tuple(f"custom_property_with_a_rather_long_internal_name_{i:04d}" for i in range(400)) + (
+        "phone",
+    )
+    with hs.serve(store) as server:
+        client = hs.make_client(server, extra_properties={"contacts": extras})
+        rows = hs.collect(client.extract("contacts"))
+        counters = server.counters()
+    assert counters.get("hubspot.status.414", 0) == 0
+    assert (
+        counters["route.hubspot:batch_read"] == counters["route.hubspot:list"]
+    )  # the overflow went in POST bodies
+    live = [r for r in rows if r["merged_into"] is None]
+    assert {r["id"] for r in live} == hs.live_ids(store)
+    phones = dict(store.cursor().execute("SELECT id::VARCHAR, phone FROM contacts").fetchall())
+    for r in live[:200]:
+        props = json.loads(r["properties"])
+        assert props["phone"] == phones[r["id"]]  # read through batch read
+        assert "lifecyclestage" in props  # read through the list URL
