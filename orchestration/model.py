@@ -59,14 +59,17 @@ def sql_root() -> Path:
     return Path(transforms.__file__).resolve().parent / "sql"
 
 
-def _header_description(text: str) -> str:
-    lines: list[str] = []
+def _header(text: str) -> dict[str, str]:
+    """`-- key: value` lines at the top of a model file (model, partition, table, column ...)."""
+    found: dict[str, str] = {}
     for line in text.splitlines():
         match = _HEADER.match(line)
         if not match:
             break
-        lines.append(match.group(1).strip())
-    return " ".join(line for line in lines if line).strip()
+        key, sep, value = match.group(1).partition(":")
+        if sep and " " not in key.strip():
+            found.setdefault(key.strip().lower(), value.strip())
+    return found
 
 
 def _from_sql_file(layer: str, path: Path) -> ModelTable:
@@ -74,7 +77,8 @@ def _from_sql_file(layer: str, path: Path) -> ModelTable:
     code = _COMMENT.sub(" ", text)
     name = path.stem
     inputs = sorted({f"{s.lower()}.{t.lower()}" for s, t in _TABLE_REF.findall(code)} - {f"{layer}.{name}"})
-    return ModelTable(layer, name, path, tuple(inputs), _header_description(text))
+    header = _header(text)
+    return ModelTable(layer, name, path, tuple(inputs), header.get("table", ""), extra=header)
 
 
 @functools.cache

@@ -6,15 +6,18 @@ the SQL files (see orchestration/model.py).
 """
 
 import datetime as dt
+import os
+import re
 
 import dagster as dg
+import duckdb
 
 from orchestration import model
 from orchestration.defs.ingest import INGEST_ASSETS
 from orchestration.model import ModelTable
 from orchestration.resources import Ga4Resource, HubSpotResource, WarehouseResource, data_source_label
 from orchestration.settings import DUCKDB_POOL, OWNERS, schedule_hour
-from orchestration.table_meta import table_metadata
+from orchestration.table_meta import columns, ident, qualified, row_count, table_exists, table_metadata
 
 MODEL_KINDS = {"duckdb", "sql"}
 _INGEST_KEYS = {a.key for a in INGEST_ASSETS}
@@ -26,12 +29,17 @@ MART_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 
+_MODEL_KEYS = {t.key for t in model.model_tables()}
+
+
 def _dep_keys(table: ModelTable) -> list[dg.AssetKey]:
+    """Inputs that are assets: raw tables and other model tables. Tables the runner writes from
+    configuration (catalog, channel mapping) are part of every build, not separate assets."""
     keys = []
     for ref in table.inputs:
         schema, name = ref.split(".", 1)
         key = dg.AssetKey([schema, name])
-        if schema != "raw" or key in _INGEST_KEYS:
+        if key in _INGEST_KEYS or key in _MODEL_KEYS:
             keys.append(key)
     return keys
 
@@ -73,3 +81,247 @@ def build_model_asset(table: ModelTable) -> dg.AssetsDefinition:
 
 
 MODEL_ASSETS = [build_model_asset(t) for t in model.model_tables()]
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+NUMERIC_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "REAL",
+)
+_RATE_COLUMN = re.compile(r"(^|_)rate(_|$)")
+
+
+def _is_measure(dtype: str) -> bool:
+    upper = dtype.upper()
+    return upper.startswith(NUMERIC_TYPES) or upper.startswith("DECIMAL") or upper == "BOOLEAN"
+
+
+def key_columns(con: duckdb.DuckDBPyConnection, table: ModelTable) -> list[str]:
+    """The grain: every dimension column (not a measure, not load metadata).
+
+    Measures are numbers and flags; what is left (dates, names, ids, labels) must identify a row.
+    """
+    return [
+        name
+        for name, dtype, _ in columns(con, table.layer, table.name)
+        if not name.startswith("_") and not _is_measure(dtype)
+    ]
+
+
+def _missing(table: ModelTable) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=False, description=f"{table.fqn} does not exist in the warehouse")
+
+
+def build_not_empty_check(table: ModelTable) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=table.key,
+        name="not_empty",
+        blocking=table.layer == "marts",
+        pool=DUCKDB_POOL,
+        description=f"{table.fqn} has at least one row (blocks the publish when a mart is empty).",
+    )
+    def not_empty(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect(read_only=True) as con:
+            if not table_exists(con, table.layer, table.name):
+                return _missing(table)
+            rows = row_count(con, table.layer, table.name)
+        return dg.AssetCheckResult(passed=rows > 0, metadata={"rows": rows})
+
+    return not_empty
+
+
+def build_unique_keys_check(table: ModelTable) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=table.key,
+        name="unique_keys",
+        blocking=table.layer == "marts",
+        pool=DUCKDB_POOL,
+        description=f"No two rows of {table.fqn} share their grain (every non-measure column).",
+    )
+    def unique_keys(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect(read_only=True) as con:
+            if not table_exists(con, table.layer, table.name):
+                return _missing(table)
+            keys = key_columns(con, table)
+            if not keys:
+                return dg.AssetCheckResult(passed=False, description=f"{table.fqn} has no key columns")
+            key_list = ", ".join(ident(k) for k in keys)
+            duplicates, example = con.execute(
+                f"SELECT count(*), any_value(k) FROM (SELECT CAST(struct_pack({key_list}) AS VARCHAR) AS k "
+                f"FROM {qualified(table.layer, table.name)} GROUP BY ALL HAVING count(*) > 1)"
+            ).fetchall()[0]
+        return dg.AssetCheckResult(
+            passed=duplicates == 0,
+            metadata={
+                "key_columns": dg.MetadataValue.json(keys),
+                "duplicated_keys": int(duplicates),
+                "example": dg.MetadataValue.text(str(example or "")),
+            },
+        )
+
+    return unique_keys
+
+
+def build_rates_check(table: ModelTable) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=table.key,
+        name="rates_within_0_1",
+        blocking=True,
+        pool=DUCKDB_POOL,
+        description=f"Every rate column of {table.fqn} (and its interval) lies in [0, 1].",
+    )
+    def rates_within_0_1(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect(read_only=True) as con:
+            if not table_exists(con, table.layer, table.name):
+                return _missing(table)
+            rate_cols = [
+                name
+                for name, dtype, _ in columns(con, table.layer, table.name)
+                if _RATE_COLUMN.search(name) and "lift" not in name and _is_measure(dtype)
+            ]
+            bad: dict[str, int] = {}
+            for name in rate_cols:
+                n = con.execute(
+                    f"SELECT count(*) FROM {qualified(table.layer, table.name)} "
+                    f"WHERE {ident(name)} < 0 OR {ident(name)} > 1 OR isnan({ident(name)}::DOUBLE)"
+                ).fetchall()[0][0]
+                if n:
+                    bad[name] = int(n)
+        return dg.AssetCheckResult(
+            passed=not bad,
+            metadata={
+                "rate_columns": dg.MetadataValue.json(rate_cols),
+                "rows_out_of_range": dg.MetadataValue.json(bad),
+            },
+            description=None if not bad else f"rates outside [0, 1]: {bad}",
+        )
+
+    return rates_within_0_1
+
+
+def _tolerance(env: str, default: float) -> float:
+    raw = os.environ.get(env, str(default))
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise dg.Failure(
+            description=f"environment: {env}={raw!r} must be a number such as {default}"
+        ) from exc
+    return value
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "web_sessions_daily"]),
+    name="sessions_reconcile_with_total",
+    blocking=True,
+    pool=DUCKDB_POOL,
+    additional_deps=[dg.AssetKey(["raw", "ga4_landing_pages"])],
+    description=(
+        "Per day and property, sessions summed over every segment equal the property's total sessions "
+        "(from the unsegmented-by-device GA4 landing-page report) within STEPWISE_RECONCILE_TOLERANCE "
+        "(default 1 %). Sessions are additive across segments; users are not and are not checked."
+    ),
+)
+def sessions_reconcile_with_total(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    tolerance = _tolerance("STEPWISE_RECONCILE_TOLERANCE", 0.01)
+    table = ModelTable("marts", "web_sessions_daily", None)
+    with warehouse.connect(read_only=True) as con:
+        if not table_exists(con, "marts", "web_sessions_daily"):
+            return _missing(table)
+        if not table_exists(con, "raw", "ga4_landing_pages"):
+            return dg.AssetCheckResult(passed=False, description="raw.ga4_landing_pages is missing")
+        cols = {name for name, _, _ in columns(con, "marts", "web_sessions_daily")}
+        # Long layout (one row per segment dimension and value): every dimension must add up on its own.
+        per = "segment_dimension" if "segment_dimension" in cols else "'all segments'"
+        rows = con.execute(
+            f"""
+            WITH seg AS (
+                SELECT date, property_id, {per} AS dimension, sum(sessions) AS sessions
+                FROM marts.web_sessions_daily GROUP BY ALL
+            ), total AS (
+                SELECT date, property_id, sum(sessions) AS sessions FROM raw.ga4_landing_pages GROUP BY ALL
+            )
+            SELECT seg.date, seg.property_id, seg.dimension, seg.sessions, total.sessions
+            FROM seg FULL JOIN total USING (date, property_id)
+            WHERE coalesce(seg.sessions, 0) <> coalesce(total.sessions, 0)
+            ORDER BY 1, 2, 3
+            """
+        ).fetchall()
+        days = con.execute(
+            "SELECT count(DISTINCT (date, property_id)) FROM marts.web_sessions_daily"
+        ).fetchall()[0][0]
+    off = [
+        {"date": str(d), "property_id": p, "dimension": dim, "segments": s, "total": t}
+        for d, p, dim, s, t in rows
+        if abs((s or 0) - (t or 0)) > tolerance * max(s or 0, t or 0, 1)
+    ]
+    return dg.AssetCheckResult(
+        passed=not off,
+        metadata={
+            "days_checked": int(days),
+            "days_off": len(off),
+            "tolerance": tolerance,
+            "examples": dg.MetadataValue.json(off[:10]),
+        },
+        description=None if not off else f"{len(off)} day(s) where segments do not add up to the total",
+    )
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "channel_funnel_daily"]),
+    name="ga4_leads_match_hubspot_contacts",
+    blocking=False,
+    pool=DUCKDB_POOL,
+    description=(
+        "Per day and channel, GA4 generate_lead events and HubSpot contacts created agree within "
+        "STEPWISE_LEADS_TOLERANCE (default 10 %, and at least 2): the two sources see the same people."
+    ),
+)
+def ga4_leads_match_hubspot_contacts(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    tolerance = _tolerance("STEPWISE_LEADS_TOLERANCE", 0.10)
+    table = ModelTable("marts", "channel_funnel_daily", None)
+    with warehouse.connect(read_only=True) as con:
+        if not table_exists(con, "marts", "channel_funnel_daily"):
+            return _missing(table)
+        rows = con.execute(
+            "SELECT date, channel, coalesce(leads, 0), coalesce(contacts_created, 0) "
+            "FROM marts.channel_funnel_daily ORDER BY 1, 2"
+        ).fetchall()
+    off = [
+        {"date": str(d), "channel": c, "ga4_leads": int(lead), "hubspot_contacts": int(n)}
+        for d, c, lead, n in rows
+        if abs(lead - n) > max(2.0, tolerance * max(lead, n))
+    ]
+    exact = sum(1 for _, _, lead, n in rows if lead == n)
+    return dg.AssetCheckResult(
+        passed=not off,
+        metadata={
+            "day_channels": len(rows),
+            "exactly_equal": exact,
+            "outside_tolerance": len(off),
+            "tolerance": tolerance,
+            "examples": dg.MetadataValue.json(off[:10]),
+        },
+        description=None if not off else f"{len(off)} day/channel pairs disagree beyond the tolerance",
+    )
+
+
+def checks_for(table: ModelTable) -> list[dg.AssetChecksDefinition]:
+    checks = [build_not_empty_check(table), build_unique_keys_check(table)]
+    if table.layer == "marts":
+        checks.append(build_rates_check(table))
+    return checks
+
+
+MODEL_CHECKS = [check for t in model.model_tables() for check in checks_for(t)]
