@@ -27,6 +27,7 @@ from connectors.ga4.windows import DateWindow
 
 MAX_PAGE_SIZE = 250_000
 ANALYTICS_SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
+STANDARD_SERVER_ERRORS_PER_HOUR = 10
 
 
 @dataclass
@@ -103,6 +104,7 @@ class PropertyBudget:
         self.quota: dict[str, _QuotaView] = {}
         self.max_cost = 0
         self.server_errors = 0
+        self.errors_since_quota = 0
         self.tokens_used = 0
         self.concurrency = threading.BoundedSemaphore(settings.max_concurrent_requests)
         self.concurrency_size = settings.max_concurrent_requests
@@ -130,6 +132,7 @@ class PropertyBudget:
             else:
                 cost = day.consumed  # the daily window rolled over in between
             self.max_cost = max(self.max_cost, cost)
+            self.errors_since_quota = 0
             self.tokens_used += cost
             self._fit_concurrency()
         return cost
@@ -161,13 +164,19 @@ class PropertyBudget:
                     view.limit * self.settings.quota_reserve_fraction
                 ):
                     return "hour"
+            # Failed answers carry no quota, so errors since the last one are added by hand; the
+            # standard allowance (10 an hour) stands in until a response has shown the real one.
             errors = self.quota.get("server_errors")
-            if errors and errors.limit and errors.consumed + self.server_errors_unseen() >= errors.limit - 1:
+            limit = errors.limit if errors else STANDARD_SERVER_ERRORS_PER_HOUR
+            consumed = errors.consumed if errors else 0
+            if consumed + self.errors_since_quota >= limit - 1:
                 return "server_errors"
             return None
 
-    def server_errors_unseen(self) -> int:
-        return 0  # answers that failed carry no quota; the server reports them on the next success
+    def note_server_error(self) -> None:
+        with self.lock:
+            self.server_errors += 1
+            self.errors_since_quota += 1
 
     def forget_hour(self) -> None:
         """After waiting, the hourly figures are stale: let one request probe the refreshed quota."""
@@ -205,6 +214,7 @@ class Ga4Client:
         self._budgets_lock = threading.Lock()
         self._credentials = self._make_credentials()
         self._metadata: dict[str, tuple[set[str], set[str]]] = {}
+        self._time_zones: dict[str, str] = {}
         self._validated: set[tuple[str, str]] = set()
 
     # -- SDK plumbing -------------------------------------------------------------------------
@@ -240,6 +250,10 @@ class Ga4Client:
             )
             self._local.client = client
         return client
+
+    def property_time_zone(self, property_id: str) -> str | None:
+        """The property's reporting time zone, once a report response has named it."""
+        return self._time_zones.get(property_id)
 
     def budget(self, property_id: str) -> PropertyBudget:
         with self._budgets_lock:
@@ -303,7 +317,7 @@ class Ga4Client:
                         )
         if problems:
             raise Ga4ConfigError("\n".join(problems))
-        self._validated.update((pid, spec.name) for pid in self.settings.property_ids for spec in specs)
+        self._validated.update((pid, repr(spec)) for pid in self.settings.property_ids for spec in specs)
 
     # -- fetching -----------------------------------------------------------------------------
 
@@ -317,7 +331,7 @@ class Ga4Client:
         mode: str = "full",
     ) -> Iterator[pa.RecordBatch]:
         """Streams one report for one property and window as Arrow batches (one per page)."""
-        if (property_id, spec.name) not in self._validated:
+        if (property_id, repr(spec)) not in self._validated:
             self.validate([spec])
         log = self._new_log(property_id, spec.name, mode, start_date, end_date)
         try:
@@ -406,6 +420,8 @@ class Ga4Client:
             property_id, spec.name, self._request(property_id, spec, window, extra, 0, limit), log
         )
         meta = first.metadata
+        if meta.time_zone:
+            self._time_zones[property_id] = meta.time_zone
         sampled = len(meta.sampling_metadatas) > 0
         incomplete = meta.data_loss_from_other_row or sampled
         if incomplete and self.settings.split_incomplete:
@@ -585,8 +601,7 @@ class Ga4Client:
                 gexc.ServiceUnavailable,
                 gexc.GatewayTimeout,
             ) as exc:
-                with budget.lock:
-                    budget.server_errors += 1
+                budget.note_server_error()
                 retry_after = _retry_after(exc)
                 failure = f"{exc.code} {exc.message}"
             except (rexc.ConnectionError, rexc.Timeout, rexc.ChunkedEncodingError, ParseError) as exc:
@@ -727,9 +742,9 @@ def _hint(name: str, same: set[str], other: set[str], kind: str) -> str:
 
     if name in other:
         return f"; it is a {'metric' if kind == 'dimension' else 'dimension'}, move it to the other list"
+    if name.startswith(("customEvent:", "customUser:")):
+        return "; register the custom dimension in GA4 (Admin > Custom definitions) first, or fix its name"
     close = difflib.get_close_matches(name, sorted(same), n=1)
     if close:
         return f"; did you mean '{close[0]}'?"
-    if name.startswith("customEvent:"):
-        return "; register the event-scoped custom dimension in GA4 (Admin > Custom definitions) first"
     return "; fix the name or remove it (see the property's metadata for valid names)"

@@ -60,6 +60,7 @@ MAX_DATE_RANGES = 4
 MAX_LIMIT = 250_000
 DEFAULT_LIMIT = 10_000
 KEY_EVENTS = ("purchase", "generate_lead", "sign_up")
+GA4_EPOCH = dt.date(2015, 8, 14)  # the API rejects earlier start dates
 # Visible share of a still-processing day, by its age (0 = the store's last day) and by how many
 # report requests have touched it so far.
 REVISION_SCHEDULE: dict[int, tuple[float, ...]] = {0: (0.55, 0.75, 0.9, 1.0), 1: (0.85, 0.95, 1.0)}
@@ -478,6 +479,10 @@ def parse_request(body: Any, today: dt.date) -> ReportRequest:
         if start > end:
             raise _invalid(
                 f"The startDate {r.get('startDate')} is after the endDate {r.get('endDate')} in dateRanges[{i}]."
+            )
+        if start < GA4_EPOCH:
+            raise _invalid(
+                f"startDate {start.isoformat()} in dateRanges[{i}] is before {GA4_EPOCH.isoformat()}, the earliest date GA4 reports."
             )
         ranges.append(DateRangeSpec(start, end, str(r.get("name") or f"date_range_{i}")))
     for name in _filter_fields(body.get("dimensionFilter")):
