@@ -58,7 +58,10 @@ import datetime as dt
 import functools
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +107,9 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+# File-backed (large) stores get this DuckDB memory limit unless the caller sets one: heavy report queries
+# spill to the store's private temporary directory instead of growing the process.
+FILE_STORE_MEMORY_LIMIT = "4GB"
 # Stores up to this many sessions are generated once per parameter set and kept (as Arrow) in memory.
 _MEMORY_CACHE_MAX_SESSIONS = 3_000_000
 
@@ -232,8 +238,12 @@ class Store:
         seed: int,
         start_date: dt.date,
         end_date: dt.date,
+        *,
+        private_dir: str | None = None,
     ):
         self.con = con
+        # Temporary database files (large stores) go away with the store.
+        self._finalizer = weakref.finalize(self, _release, con, private_dir)
         self.preset = preset
         self.seed = seed
         self.start_date = start_date
@@ -243,6 +253,10 @@ class Store:
         self.truth = StoreTruth(self)
         self._lock = threading.Lock()
         self._touches = 0
+
+    def close(self) -> None:
+        """Close the connection and remove temporary files (also done when the store is garbage-collected)."""
+        self._finalizer()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for the calling thread (DuckDB connections are not shared across threads)."""
@@ -368,13 +382,41 @@ def _load_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) ->
     create_events_view(con)
 
 
-def _new_connection(memory_limit: str | None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB whose tables live in a compressed in-memory catalog (about 10x smaller than the
-    default uncompressed one, which matters for the large preset)."""
+def _new_connection(memory_limit: str | None, db_file: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection whose store catalog is a compressed in-memory database, or, for large
+    stores, a private temporary file (buffer-managed, so memory stays bounded)."""
     con = duckdb.connect(config={"memory_limit": memory_limit} if memory_limit else {})
-    con.execute(f"ATTACH ':memory:' AS {STORE_CATALOG} (COMPRESS)")
+    if db_file is None:
+        con.execute(f"ATTACH ':memory:' AS {STORE_CATALOG} (COMPRESS)")
+    else:
+        con.execute(f"ATTACH $path AS {STORE_CATALOG}", {"path": str(db_file)})
     con.execute(f"USE {STORE_CATALOG}")
     return con
+
+
+def _ensure_cache_file(cache_dir: Path, preset: Preset, params: GenParams) -> Path:
+    path = _cache_file(cache_dir, preset, params)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Unique temporary name, then an atomic rename: concurrent builders never see a half-written file.
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.unlink(missing_ok=True)
+        file_con = duckdb.connect(str(tmp))
+        try:
+            populate(file_con, params)
+            file_con.execute("CHECKPOINT")
+        finally:
+            file_con.close()
+        os.replace(tmp, path)
+    return path
+
+
+def _release(con: duckdb.DuckDBPyConnection, private_dir: str | None) -> None:
+    try:
+        con.close()
+    finally:
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
 
 
 def _expose_in_default_catalog(con: duckdb.DuckDBPyConnection) -> None:
@@ -421,26 +463,26 @@ def build_store(
         bulk_import_contacts=int(resolved.bulk_import_contacts),
         companies=resolved.companies,
     )
-    con = _new_connection(memory_limit)
+    small = resolved.days * resolved.sessions_per_day <= _MEMORY_CACHE_MAX_SESSIONS
+    private_dir: str | None = None
     if cache_dir is not None:
-        path = _cache_file(Path(cache_dir), resolved, params)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.duckdb")
-            tmp.unlink(missing_ok=True)
-            file_con = duckdb.connect(str(tmp))
-            populate(file_con, params)
-            file_con.execute("CHECKPOINT")
-            file_con.close()
-            os.replace(tmp, path)
-        con.execute("ATTACH $path AS store_cache (READ_ONLY)", {"path": str(path)})
-        for t in TABLES:
-            con.execute(f"CREATE TABLE {t} AS SELECT * FROM store_cache.{t} ORDER BY {_TABLE_KEYS[t]}")
-        con.execute("DETACH store_cache")
-        create_events_view(con)
-    elif cache and resolved.days * resolved.sessions_per_day <= _MEMORY_CACHE_MAX_SESSIONS:
-        _load_tables(con, _cached_tables(params))
+        path = _ensure_cache_file(Path(cache_dir), resolved, params)
+        # A private copy keeps the cache file pristine while touch_contacts writes to this store.
+        private_dir = tempfile.mkdtemp(prefix="stepwise-store-")
+        private = Path(private_dir) / "store.duckdb"
+        shutil.copyfile(path, private)
+        con = _new_connection(memory_limit or FILE_STORE_MEMORY_LIMIT, private)
+    elif small:
+        con = _new_connection(memory_limit)
+        if cache:
+            _load_tables(con, _cached_tables(params))
+        else:
+            populate(con, params)
     else:
+        # Large stores live in a temporary file (buffer-managed, compressed): bounded memory.
+        private_dir = tempfile.mkdtemp(prefix="stepwise-store-")
+        con = _new_connection(memory_limit or FILE_STORE_MEMORY_LIMIT, Path(private_dir) / "store.duckdb")
         populate(con, params)
+        con.execute(f"CHECKPOINT {STORE_CATALOG}")
     _expose_in_default_catalog(con)
-    return Store(con, resolved, int(seed), start, end)
+    return Store(con, resolved, int(seed), start, end, private_dir=private_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
@@ -146,6 +147,9 @@ def _sessions_chunk(
     n = int(n_per_day.sum())
     day_idx = np.repeat(np.arange(n_days), n_per_day)
     hour = rng.choice(24, size=n, p=m.HOUR_WEIGHTS / m.HOUR_WEIGHTS.sum())
+    # The hour that a spring-forward day skips has no sessions: they start an hour later, as clocks do.
+    skipped = _skipped_local_hours(dates)
+    hour = np.where(hour == skipped[day_idx], hour + 1, hour)
     sec = hour * 3600 + rng.integers(0, 3600, size=n)
     sec = sec[np.lexsort((sec, day_idx))]  # day_idx is already sorted, so it stays aligned
 
@@ -267,10 +271,23 @@ def _sessions_chunk(
     return pa.table({k: (v if isinstance(v, pa.Array) else pa.array(v)) for k, v in cols.items()})
 
 
+def _skipped_local_hours(dates: np.ndarray) -> np.ndarray:
+    """Per date, the local hour that does not exist (DST spring-forward), or -1."""
+    tz = ZoneInfo(m.TIME_ZONE)
+    out = np.full(dates.shape[0], -1, dtype=np.int64)
+    for i, day in enumerate(dates.astype("datetime64[D]").tolist()):
+        start = dt.datetime.combine(day, dt.time(), tzinfo=tz)
+        if start.utcoffset() == (start + dt.timedelta(days=1)).utcoffset():
+            continue
+        for hour in range(24):
+            local = start.replace(hour=hour, minute=30)
+            if local.astimezone(dt.UTC).astimezone(tz).replace(tzinfo=None) != local.replace(tzinfo=None):
+                out[i] = hour
+    return out
+
+
 def end_instant_utc(end_date: dt.date) -> dt.datetime:
     """The first instant after the store (local midnight after ``end_date``), as a naive UTC datetime."""
-    from zoneinfo import ZoneInfo
-
     local = dt.datetime.combine(end_date + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(m.TIME_ZONE))
     return local.astimezone(dt.UTC).replace(tzinfo=None)
 

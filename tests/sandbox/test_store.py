@@ -608,6 +608,38 @@ def test_disk_cache_roundtrip(tmp_path):
     assert files[0].stat().st_mtime_ns == mtime  # reused, not regenerated
     assert fresh.fingerprint() == first.fingerprint() == second.fingerprint()
     assert second.truth.ga4_leads_by_day_channel().equals(second.truth.contacts_created_by_day_channel())
+    assert (
+        scalar(second, "SELECT sum(event_count) FROM events WHERE event_name = 'generate_lead'")
+        == (second.row_counts()["contacts"])
+    )
+    # Writes go to a private copy: the cache file stays as generated.
+    second.touch_contacts(fraction=0.1)
+    third = build_store("demo", seed=SEED, cache_dir=tmp_path, **kwargs)
+    assert third.fingerprint() == fresh.fingerprint() != second.fingerprint()
+    for store in (first, second, third):
+        store.close()
+
+
+def test_daylight_saving_days():
+    # 2026-03-08 skips 02:00-03:00 local, 2026-11-01 repeats 01:00-02:00.
+    for end in (dt.date(2026, 3, 9), dt.date(2026, 11, 2)):
+        s = build_store("demo", seed=SEED, end_date=end, days=3, sessions_per_day=4_000, lead_rate=0.3)
+        day = end - dt.timedelta(days=1)
+        assert scalar(s, "SELECT count(*) FROM sessions WHERE date = $d", {"d": day}) > 3_000
+        # Every contact's createdate converts back to its session's exact local start.
+        assert (
+            scalar(
+                s,
+                "SELECT count(*) FROM contacts c JOIN sessions s USING (session_id) "
+                "WHERE timezone($tz, timezone('UTC', c.createdate))::TIMESTAMP != s.ts",
+                {"tz": s.time_zone},
+            )
+            == 0
+        )
+        assert s.truth.ga4_leads_by_day_channel().equals(s.truth.contacts_created_by_day_channel())
+    spring = build_store("demo", seed=SEED, end_date=dt.date(2026, 3, 9), days=3, sessions_per_day=4_000)
+    assert scalar(spring, "SELECT count(*) FROM sessions WHERE date = '2026-03-08' AND hour(ts) = 2") == 0
+    assert scalar(spring, "SELECT count(*) FROM sessions WHERE date = '2026-03-07' AND hour(ts) = 2") > 0
 
 
 @pytest.mark.skipif(
