@@ -136,6 +136,7 @@ class SmtpSettings:
             password=password,
             implicit_tls=implicit_tls,
             ca_file=ca_file,
+            timeout=float(_int(env, "STEPWISE_SMTP_TIMEOUT", 30, 1, 600)),
         )
 
     def describe(self) -> str:
@@ -334,7 +335,10 @@ def build_email(result: ExportResult, smtp: SmtpSettings, report_location: str) 
         maintype, subtype = CONTENT_TYPES.get(path.suffix) or tuple(
             (mimetypes.guess_type(path.name)[0] or "application/octet-stream").split("/", 1)
         )
-        msg.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name)
+        params = {"charset": "utf-8"} if maintype == "text" else None
+        msg.add_attachment(
+            path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name, params=params
+        )
     return msg
 
 
