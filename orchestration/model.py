@@ -1,13 +1,13 @@
-"""The warehouse model as Dagster sees it: one table per SQL file of `transforms`, with its inputs.
-
-Tables and dependencies are read from the SQL files themselves (every `raw.x`, `staging.x` or
-`marts.x` a file mentions is an input), so a new SQL file is a new asset with its lineage, and
-the UI graph is the model's graph. Building a table goes through the transforms runner.
+"""The warehouse model as Dagster sees it: one asset per model of `transforms.build` (one SQL file
+each), with the inputs its SQL reads (every `raw.x`, `staging.x` or `marts.x` it mentions), so a new
+SQL file is a new asset with its lineage and the UI graph is the model's graph. The runner builds all
+of them in one transaction.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +15,6 @@ from typing import Any
 
 import dagster as dg
 import duckdb
-
-import transforms
 
 # The analyst-facing tables of DESIGN.md (names fixed).
 DESIGN_MARTS = (
@@ -34,7 +32,6 @@ DESIGN_MARTS = (
 LAYERS = ("staging", "marts")
 _TABLE_REF = re.compile(r"\b(raw|staging|marts)\s*\.\s*\"?([a-z_][a-z0-9_]*)\"?", re.IGNORECASE)
 _COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
-_HEADER = re.compile(r"^\s*--\s?(.*)$")
 
 
 @dataclass(frozen=True)
@@ -55,40 +52,25 @@ class ModelTable:
         return dg.AssetKey([self.layer, self.name])
 
 
-def sql_root() -> Path:
-    return Path(transforms.__file__).resolve().parent / "sql"
-
-
-def _header(text: str) -> dict[str, str]:
-    """`-- key: value` lines at the top of a model file (model, partition, table, column ...)."""
-    found: dict[str, str] = {}
-    for line in text.splitlines():
-        match = _HEADER.match(line)
-        if not match:
-            break
-        key, sep, value = match.group(1).partition(":")
-        if sep and " " not in key.strip():
-            found.setdefault(key.strip().lower(), value.strip())
-    return found
-
-
-def _from_sql_file(layer: str, path: Path) -> ModelTable:
-    text = path.read_text(encoding="utf-8")
-    code = _COMMENT.sub(" ", text)
-    name = path.stem
-    inputs = sorted({f"{s.lower()}.{t.lower()}" for s, t in _TABLE_REF.findall(code)} - {f"{layer}.{name}"})
-    header = _header(text)
-    return ModelTable(layer, name, path, tuple(inputs), header.get("table", ""), extra=header)
-
-
 @functools.cache
 def model_tables() -> tuple[ModelTable, ...]:
-    root = sql_root()
+    """The runner's models in build order, with the inputs their SQL reads."""
+    from transforms.build import MODELS
+
     found: list[ModelTable] = []
-    for layer in LAYERS:
-        folder = root / layer
-        if folder.is_dir():
-            found += [_from_sql_file(layer, p) for p in sorted(folder.glob("*.sql"))]
+    for m in MODELS:
+        code = _COMMENT.sub(" ", m.select_sql)
+        inputs = sorted({f"{s.lower()}.{t.lower()}" for s, t in _TABLE_REF.findall(code)} - {m.qualified})
+        found.append(
+            ModelTable(
+                m.schema,
+                m.name,
+                Path(m.path),
+                tuple(inputs),
+                m.table_comment,
+                extra={"partition": m.partition},
+            )
+        )
     return tuple(found)
 
 
@@ -104,8 +86,25 @@ def mart_names() -> list[str]:
 MART_KEYS = [dg.AssetKey(["marts", name]) for name in mart_names()]
 
 
-def build_table(con: duckdb.DuckDBPyConnection, table: ModelTable) -> None:
-    """Build one table with the transforms runner (which renders the SQL and comments it)."""
-    from transforms import build
+def build_models(con: duckdb.DuckDBPyConnection, dates: list[Any] | None = None) -> Any:
+    """Every staging table and mart in one transaction (transforms.build.build_all): readers of the
+    working file see the previous build or this one. `dates=None` is a full build."""
+    from transforms.build import build_all
 
-    build.build_table(con, table.fqn)
+    catalog, mapping = load_model_config()
+    return build_all(con, catalog, mapping, dates=dates)
+
+
+def load_model_config() -> tuple[Any, Any]:
+    """(conversion catalog, channel mapping), from STEPWISE_CATALOG / STEPWISE_CHANNEL_MAPPING or the
+    defaults shipped in transforms/config. Raises transforms' ConfigError (file, line, field, fix)."""
+    from transforms.catalog import (
+        DEFAULT_CATALOG_PATH,
+        DEFAULT_CHANNEL_MAPPING_PATH,
+        load_catalog,
+        load_channel_mapping,
+    )
+
+    catalog = load_catalog(os.environ.get("STEPWISE_CATALOG") or DEFAULT_CATALOG_PATH)
+    mapping = load_channel_mapping(os.environ.get("STEPWISE_CHANNEL_MAPPING") or DEFAULT_CHANNEL_MAPPING_PATH)
+    return catalog, mapping

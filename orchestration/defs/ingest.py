@@ -18,8 +18,10 @@ from typing import Any
 
 import dagster as dg
 
-from connectors.ga4 import default_report_specs, plan_windows
+from connectors.ga4 import Ga4ConfigError, default_report_specs, plan_windows
+from connectors.hubspot import HubSpotConfigError
 from orchestration import loading
+from orchestration.model import load_model_config
 from orchestration.resources import (
     Ga4Resource,
     HubSpotResource,
@@ -30,8 +32,11 @@ from orchestration.resources import (
 from orchestration.settings import DAILY, DUCKDB_POOL, OWNERS, time_zone
 from orchestration.table_meta import table_exists, table_metadata
 from transforms import raw_load
+from transforms.catalog import ConfigError
 
 INGEST_GROUP = "ingest"
+# Problems the user fixes in a file or the environment: reported as they are, without a traceback.
+CONFIG_ERRORS = (StepwiseConfigError, ConfigError, Ga4ConfigError, HubSpotConfigError)
 GA4_KINDS = {"ga4", "duckdb"}
 HUBSPOT_KINDS = {"hubspot", "duckdb"}
 HUBSPOT_OBJECTS = ("contacts", "companies", "deals")
@@ -153,8 +158,11 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
         warn_if_sandbox(context, ga4)
         try:
             warehouse.validate()
+            catalog, _mapping = load_model_config()
             client = ga4.make_client(run_id=context.run_id)
             client.validate([spec])
+            for property_id in ga4.property_id_list():
+                catalog.check_ga4_metadata(dimensions=client.metadata(property_id)[0])
             # The partition range, plus the days before it that GA4 may still be revising.
             windows = plan_windows(
                 start, end, lookback_days=ga4.lookback_days, earliest=DAILY.start.date(), mode="incremental"
@@ -167,7 +175,7 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
                         client.fetch_report(property_id, spec, window.start, window.end, mode=window.mode)
                     )
                     fetched.append((property_id, window, batches))
-        except StepwiseConfigError as exc:
+        except CONFIG_ERRORS as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         except Exception as exc:
             raise clear_failure(exc, "GA4") from exc
@@ -252,6 +260,7 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
         since: dt.datetime | None = window.start.astimezone(dt.UTC)
         try:
             warehouse.validate()
+            load_model_config()
             portal = hubspot.portal()
             with warehouse.connect() as con:
                 first_sync = not loading.hubspot_has_rows(con, table, portal)
@@ -262,7 +271,7 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
             client = hubspot.make_client(run_id=context.run_id)
             batches = list(client.extract(object_type, since=since, until=until))
             archived = list(client.extract_archived(object_type))
-        except StepwiseConfigError as exc:
+        except CONFIG_ERRORS as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         except Exception as exc:
             raise clear_failure(exc, "HubSpot") from exc
@@ -322,7 +331,7 @@ def build_hubspot_reference_asset(kind: str) -> dg.AssetsDefinition:
             client = hubspot.make_client(run_id=context.run_id)
             fetch = client.properties if kind == "properties" else client.pipelines
             batches = [fetch(object_type) for object_type in object_types]
-        except StepwiseConfigError as exc:
+        except CONFIG_ERRORS as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         except Exception as exc:
             raise clear_failure(exc, "HubSpot") from exc

@@ -40,7 +40,6 @@ def run_checks(defs: Any, instance: Any, asset: str, names: set[str]) -> dict[st
     result = dg.materialize(
         list(graph.assets_defs),
         selection=dg.AssetSelection.checks(*keys),
-        resources=defs.resources,
         instance=instance,
         raise_on_error=False,
     )
