@@ -169,7 +169,6 @@ def weekly_summary(
 weekly_summary_job = dg.define_asset_job(
     name="weekly_summary_export",
     selection=dg.AssetSelection.assets(EXPORT_KEY),
-    partitions_def=WEEKLY,
     description="Write and deliver the summary export for one ISO week (pick the week in the launchpad).",
 )
 
@@ -186,7 +185,8 @@ weekly_summary_job = dg.define_asset_job(
     ),
 )
 def weekly_summary_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    last_week = WEEKLY.get_last_partition_key(current_time=context.scheduled_execution_time)
+    with dg.partition_loading_context(effective_dt=context.scheduled_execution_time):
+        last_week = WEEKLY.get_last_partition_key()
     if last_week is None:
         return dg.SkipReason("no complete week since STEPWISE_START_DATE yet")
     return dg.RunRequest(
