@@ -1,0 +1,308 @@
+"""Benchmark of the warehouse model (issue 5): full build vs one aggregate scan, peak RSS, incremental.
+
+Raw tables for the `large` preset are loaded DIRECTLY from the synthetic store into the CONTRACTS §4
+shapes (through transforms.raw_load, the same writer the pipeline uses), not through the HTTP
+connectors: a year of a large store over the fake APIs would take far longer than the model under test.
+The shapes are the ones the sandbox APIs serve (same aggregations, same string formats).
+
+    .venv/bin/python -m bench.transforms            # large preset
+    .venv/bin/python -m bench.transforms --preset demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psutil
+import pyarrow as pa
+
+from transforms import raw_load
+
+PORTAL_ID = "sandbox"
+GA4_SEGMENT = "channel AS session_default_channel_group, device_category, country, new_vs_returning"
+GA4_FLAGS = "false AS subject_to_thresholding, false AS data_loss_from_other_row, false AS sampled"
+KEY_EVENTS = ("purchase", "generate_lead", "sign_up")
+
+# One SELECT per GA4 report spec (CONTRACTS §3), over the store's sessions/events, filtered to a date range.
+GA4_REPORT_SQL: dict[str, str] = {
+    "web_sessions": f"""
+        SELECT $pid AS property_id, date, {GA4_SEGMENT},
+            count(*)::BIGINT AS sessions, count(*) FILTER (WHERE engaged)::BIGINT AS engaged_sessions,
+            count(DISTINCT user_id)::BIGINT AS total_users,
+            count(DISTINCT user_id) FILTER (WHERE new_vs_returning = 'new')::BIGINT AS new_users, {GA4_FLAGS}
+        FROM sessions WHERE date BETWEEN $start AND $end GROUP BY ALL""",
+    "events": f"""
+        SELECT $pid AS property_id, date, event_name, {GA4_SEGMENT},
+            sum(event_count)::BIGINT AS event_count, count(DISTINCT user_id)::BIGINT AS total_users,
+            sum(event_value)::DOUBLE AS event_value, {GA4_FLAGS}
+        FROM events WHERE date BETWEEN $start AND $end GROUP BY ALL""",
+    "key_events": f"""
+        SELECT $pid AS property_id, date, event_name, {GA4_SEGMENT},
+            sum(event_count)::BIGINT AS key_events, {GA4_FLAGS}
+        FROM events WHERE date BETWEEN $start AND $end AND event_name IN $key_events GROUP BY ALL""",
+    "ecommerce": f"""
+        SELECT $pid AS property_id, date, {GA4_SEGMENT},
+            sum(purchase)::BIGINT AS ecommerce_purchases, sum(purchase_revenue)::DOUBLE AS purchase_revenue,
+            count(DISTINCT user_id) FILTER (WHERE purchase > 0)::BIGINT AS total_purchasers, {GA4_FLAGS}
+        FROM sessions WHERE date BETWEEN $start AND $end GROUP BY ALL""",
+    "landing_pages": f"""
+        SELECT $pid AS property_id, date, landing_page, channel AS session_default_channel_group,
+            count(*)::BIGINT AS sessions, count(*) FILTER (WHERE engaged)::BIGINT AS engaged_sessions,
+            count(DISTINCT user_id)::BIGINT AS total_users, sum(purchase)::BIGINT AS ecommerce_purchases,
+            (sum(purchase) + sum(generate_lead) + sum(sign_up))::BIGINT AS key_events, {GA4_FLAGS}
+        FROM sessions WHERE date BETWEEN $start AND $end GROUP BY ALL""",
+    "campaigns": f"""
+        SELECT $pid AS property_id, date, campaign AS session_campaign_name, source AS session_source,
+            medium AS session_medium, channel AS session_default_channel_group,
+            count(*)::BIGINT AS sessions, count(DISTINCT user_id)::BIGINT AS total_users,
+            sum(purchase)::BIGINT AS ecommerce_purchases, sum(purchase_revenue)::DOUBLE AS purchase_revenue,
+            (sum(purchase) + sum(generate_lead) + sum(sign_up))::BIGINT AS key_events, {GA4_FLAGS}
+        FROM sessions WHERE date BETWEEN $start AND $end GROUP BY ALL""",
+    "lead_forms": f"""
+        SELECT $pid AS property_id, date, event_name, form_name AS custom_event_form_name,
+            channel AS session_default_channel_group, sum(event_count)::BIGINT AS event_count, {GA4_FLAGS}
+        FROM events WHERE date BETWEEN $start AND $end AND event_name = 'generate_lead' GROUP BY ALL""",
+}
+
+_ISO = "'%Y-%m-%dT%H:%M:%S.%gZ'"
+
+
+def _hubspot_value_sql(column: str, duck_type: str) -> str:
+    col = f'"{column}"'
+    if duck_type.startswith("TIMESTAMP"):
+        return f"strftime({col}, {_ISO})"
+    if duck_type == "BOOLEAN":
+        return f"CASE WHEN {col} THEN 'true' WHEN NOT {col} THEN 'false' END"
+    return f"CAST({col} AS VARCHAR)"
+
+
+def _object_sql(store_con: duckdb.DuckDBPyConnection, table: str, modified: str) -> str:
+    """A SELECT giving the §3 HubSpot object batch columns for one store table."""
+    skip = {"id", "archived", "merged_into", "session_id", "user_id", "contact_id"}
+    columns = [(r[0], r[1]) for r in store_con.execute(f"DESCRIBE {table}").fetchall()]
+    pairs = ", ".join(f"'{c}', {_hubspot_value_sql(c, t)}" for c, t in columns if c not in skip)
+    pairs += ", 'hs_object_id', CAST(id AS VARCHAR)"
+    merged = "CAST(merged_into AS VARCHAR)" if table == "contacts" else "NULL::VARCHAR"
+    contact_ids = (
+        ", to_json([CAST(contact_id AS VARCHAR)])::VARCHAR AS contact_ids" if table == "deals" else ""
+    )
+    where = "WHERE merged_into IS NULL" if table == "contacts" else ""  # merged records are listed nowhere
+    return f"""
+        SELECT $portal AS portal_id, CAST(id AS VARCHAR) AS id,
+            timezone('UTC', createdate) AS created_at, timezone('UTC', {modified}) AS updated_at, archived,
+            {merged} AS merged_into, json_object({pairs})::VARCHAR AS properties{contact_ids}
+        FROM {table} {where} ORDER BY id"""
+
+
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    yield from reader
+
+
+def load_raw_from_store(
+    store: Any,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    start_date: dt.date | None = None,
+    end_date: dt.date | None = None,
+    days_per_partition: int = 1,
+    batch_rows: int = 100_000,
+    hubspot: bool = True,
+) -> None:
+    """Load raw.* (CONTRACTS §4) from a sandbox store, in the shapes the fake APIs serve.
+
+    GA4 one partition per `days_per_partition` days; HubSpot objects upserted in one full sync, plus
+    properties, pipelines and the GA4 property's time zone.
+    """
+    cur = store.cursor()
+    start = start_date or store.start_date
+    end = end_date or store.end_date
+    property_id = store.property_id
+    raw_load.record_ga4_property(
+        con, property_id, time_zone=store.time_zone, currency_code=getattr(store, "currency_code", None)
+    )
+    day = start
+    while day <= end:
+        last = min(end, day + dt.timedelta(days=days_per_partition - 1))
+        for spec, sql in GA4_REPORT_SQL.items():
+            params: dict[str, Any] = {"pid": property_id, "start": day, "end": last}
+            if "$key_events" in sql:
+                params["key_events"] = list(KEY_EVENTS)
+            reader = cur.sql(sql + " ORDER BY ALL", params=params).to_arrow_reader(batch_rows)
+            raw_load.load_ga4_partition(
+                con, spec, property_id, day, last, _batches(reader), partition_key=str(day)
+            )
+        day = last + dt.timedelta(days=1)
+    if not hubspot:
+        return
+    for table, modified in (
+        ("contacts", "lastmodifieddate"),
+        ("deals", "hs_lastmodifieddate"),
+        ("companies", "hs_lastmodifieddate"),
+    ):
+        reader = cur.sql(_object_sql(cur, table, modified), params={"portal": PORTAL_ID}).to_arrow_reader(
+            batch_rows
+        )
+        raw_load.upsert_hubspot_objects(con, table, PORTAL_ID, _batches(reader), "full")
+    props = cur.sql(
+        """
+        SELECT $portal AS portal_id, table_name AS object_type, column_name AS name, column_name AS label,
+            CASE WHEN data_type LIKE 'TIMESTAMP%' THEN 'datetime' WHEN data_type = 'BOOLEAN' THEN 'bool'
+                 WHEN data_type IN ('BIGINT', 'INTEGER') OR data_type LIKE 'DECIMAL%' THEN 'number' ELSE 'string' END AS type,
+            'text' AS field_type, 'contactinformation' AS group_name
+        FROM duckdb_columns()
+        WHERE database_name = current_database() AND schema_name = 'main'
+          AND table_name IN ('contacts', 'deals', 'companies')
+          AND column_name NOT IN ('id', 'archived', 'merged_into', 'session_id', 'user_id', 'contact_id')
+        """,
+        params={"portal": PORTAL_ID},
+    ).to_arrow_table()
+    raw_load.replace_hubspot_metadata(con, "properties", PORTAL_ID, [props])
+    stages = list(store.lifecycle_stages)
+    deal_stages = [
+        ("appointmentscheduled", 0.2, False), ("qualifiedtobuy", 0.4, False), ("presentationscheduled", 0.6, False),
+        ("decisionmakerboughtin", 0.8, False), ("contractsent", 0.9, False), ("closedwon", 1.0, True),
+        ("closedlost", 0.0, True),
+    ]  # fmt: skip
+    pipelines = pa.table(
+        {
+            "portal_id": [PORTAL_ID] * (len(stages) + len(deal_stages)),
+            "object_type": ["contacts"] * len(stages) + ["deals"] * len(deal_stages),
+            "pipeline_id": ["contacts-lifecycle-pipeline"] * len(stages) + ["default"] * len(deal_stages),
+            "pipeline_label": ["Lifecycle Stage Pipeline"] * len(stages)
+            + ["Sales Pipeline"] * len(deal_stages),
+            "stage_id": stages + [s[0] for s in deal_stages],
+            "stage_label": stages + [s[0] for s in deal_stages],
+            "display_order": list(range(len(stages))) + list(range(len(deal_stages))),
+            "is_closed": [False] * len(stages) + [s[2] for s in deal_stages],
+            "probability": [None] * len(stages) + [s[1] for s in deal_stages],
+        }
+    )
+    raw_load.replace_hubspot_metadata(con, "pipelines", PORTAL_ID, [pipelines])
+
+
+# ------------------------------------------------------------------------------------------ benchmark
+
+
+class _PeakRss:
+    """Samples this process's RSS every 20 ms in a thread; `.peak_mb` after `stop()`."""
+
+    def __init__(self) -> None:
+        self._proc = psutil.Process(os.getpid())
+        self._stop = threading.Event()
+        self.peak = self._proc.memory_info().rss
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / 1e6
+
+
+def aggregate_scan(con: duckdb.DuckDBPyConnection) -> None:
+    """One aggregate scan of every raw table: count(*) and sum() of every numeric column."""
+    tables = [
+        r[0]
+        for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw'").fetchall()
+    ]
+    for table in tables:
+        numeric = [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'raw' AND table_name = ? "
+                "AND data_type IN ('BIGINT', 'INTEGER', 'DOUBLE', 'HUGEINT', 'SMALLINT', 'FLOAT') ",
+                [table],
+            ).fetchall()
+        ]
+        sums = "".join(f', sum("{c}")' for c in numeric)
+        con.execute(f"SELECT count(*){sums} FROM raw.{table}").fetchall()
+
+
+def run(results: dict[str, Any], preset: str = "large", workdir: str | None = None) -> None:
+    from connectors.sandbox.store import build_store
+    from transforms.build import build_all
+    from transforms.catalog import default_catalog, default_channel_mapping
+
+    catalog, mapping = default_catalog(), default_channel_mapping()
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        cache_dir = Path("data/sandbox-cache") if preset == "large" else None
+        store = build_store(preset, seed=7, end_date=dt.date(2026, 11, 22), cache_dir=cache_dir)
+        path = Path(tmp) / "bench.duckdb"
+        con = duckdb.connect(str(path))
+        t0 = time.perf_counter()
+        last_day = store.end_date
+        load_raw_from_store(store, con, end_date=last_day - dt.timedelta(days=1), days_per_partition=31)
+        con.execute("CHECKPOINT")
+        print(f"   raw loaded from the store in {time.perf_counter() - t0:.1f}s", flush=True)
+        counts = {
+            r[0]: r[1]
+            for r in con.execute(
+                "SELECT table_name, estimated_size FROM duckdb_tables() WHERE schema_name = 'raw'"
+            ).fetchall()
+        }
+        print(f"   raw rows: {json.dumps(counts)}", flush=True)
+        gc.collect()
+
+        # Same connection, same caches: a warm-up scan, then the timed ones.
+        aggregate_scan(con)
+        t0 = time.perf_counter()
+        aggregate_scan(con)
+        scan_s = time.perf_counter() - t0
+        with _PeakRss() as rss:
+            t0 = time.perf_counter()
+            build_all(con, catalog, mapping)
+            full_s = time.perf_counter() - t0
+        con.execute("CHECKPOINT")
+
+        # One new daily partition arrives (GA4 day + that day's HubSpot changes), then the incremental build.
+        load_raw_from_store(store, con, start_date=last_day, end_date=last_day, hubspot=False)
+        con.execute("CHECKPOINT")
+        t0 = time.perf_counter()
+        build_all(con, catalog, mapping, dates=[last_day])
+        incremental_s = time.perf_counter() - t0
+        con.close()
+
+    print(f"   scan {scan_s:.3f}s  full build {full_s:.3f}s  incremental {incremental_s:.3f}s", flush=True)
+    results["transform_build_over_scan"] = {"value": full_s / scan_s, "target": "<= 6", "unit": "ratio"}
+    results["transform_peak_rss_mb"] = {"value": rss.peak_mb, "target": "<= 2000", "unit": "MB"}
+    results["transform_incremental_over_full"] = {
+        "value": incremental_s / full_s,
+        "target": "<= 0.10",
+        "unit": "ratio",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="large", choices=("demo", "large"))
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    run(results, preset=args.preset)
+    for name, entry in results.items():
+        print(f"{name:36} {entry['value']:>10.4g}  target {entry['target']}  {entry['unit']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,668 @@
+"""Build `staging` and `marts` from `raw` in DuckDB: the SQL files under transforms/sql, run in order.
+
+Each SQL file is one SELECT with a header naming the model, how it is partitioned and the comment of
+the table and of every column:
+
+    -- model: marts.web_sessions_daily
+    -- partition: date | contact | deal | full | stats
+    -- table: <table comment>
+    -- column <name>: <column comment>
+
+Configuration reaches the SQL as small tables (staging.conversion_catalog, staging.channel_mapping,
+staging.channel_groups) and DuckDB variables set with parameters (time zone, discovered stage
+properties); no value is pasted into SQL text. Scopes are TEMP macros (`sw_in_dates`,
+`sw_in_contacts`, `sw_in_deals`): `true` for a full build, a semi-join on the changed keys for an
+incremental one.
+
+A build runs in ONE transaction: readers see the previous build or this one, and a failure leaves
+the warehouse as it was. `dates=None` rebuilds everything; `dates=[...]` rebuilds those dates, plus
+the HubSpot records loaded since the last build and every date they touch; a changed catalog,
+mapping or time zone turns an incremental request into a full build.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from transforms import stats
+from transforms.catalog import GA4_DEFAULT_CHANNEL_GROUPS, Catalog, ChannelMapping
+from transforms.raw_load import REQUEST_LOG_COLUMNS
+
+__all__ = ["BuildError", "BuildResult", "Model", "MODELS", "build_all", "load_models", "MART_TABLES"]
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+PARTITIONS = ("date", "contact", "deal", "full", "stats")
+MART_TABLES = (
+    "conversion_catalog",
+    "web_sessions_daily",
+    "conversions_daily",
+    "micro_conversions_daily",
+    "macro_conversions_daily",
+    "funnel_daily",
+    "channel_funnel_daily",
+    "segment_summary",
+    "micro_macro_lift",
+    "data_quality",
+)
+# Build order (dependencies first). Staging lookups loaded from Python come before all of these.
+MODEL_ORDER = (
+    "staging/hubspot_lifecycle_stages",
+    "staging/hubspot_deal_stages",
+    "staging/hubspot_deals",
+    "staging/hubspot_contacts",
+    "staging/hubspot_merges",
+    "staging/hubspot_contact_stage_events",
+    "staging/hubspot_form_conversions",
+    "staging/hubspot_contact_facts",
+    "staging/ga4_web_sessions",
+    "staging/ga4_events",
+    "staging/ga4_landing_pages",
+    "staging/ga4_campaigns",
+    "staging/ga4_lead_forms",
+    "staging/ga4_segment_daily",
+    "staging/ga4_micro_macro_daily",
+    "marts/conversion_catalog",
+    "marts/web_sessions_daily",
+    "marts/conversions_daily",
+    "marts/micro_conversions_daily",
+    "marts/macro_conversions_daily",
+    "marts/funnel_daily",
+    "marts/channel_funnel_daily",
+    "marts/segment_summary",
+    "marts/micro_macro_lift",
+    "marts/data_quality",
+)
+_STAGE_PROPERTY = re.compile(r"hs_v2_date_entered_[A-Za-z0-9_]+")
+
+# Raw tables the model reads and the columns it needs (CONTRACTS §3/§4). A missing table (a report not
+# configured, a source not connected) is created empty with these columns so the build still runs.
+_GA4_FLAGS = "subject_to_thresholding BOOLEAN, data_loss_from_other_row BOOLEAN, sampled BOOLEAN"
+_META = "_loaded_at TIMESTAMP, _source_id VARCHAR, _partition_key VARCHAR"
+_SEGMENT = "session_default_channel_group VARCHAR, device_category VARCHAR, country VARCHAR, new_vs_returning VARCHAR"
+EXPECTED_RAW: dict[str, str] = {
+    "ga4_web_sessions": f"property_id VARCHAR, date DATE, {_SEGMENT}, sessions BIGINT, engaged_sessions BIGINT, "
+    f"total_users BIGINT, new_users BIGINT, {_GA4_FLAGS}, {_META}",
+    "ga4_events": f"property_id VARCHAR, date DATE, event_name VARCHAR, {_SEGMENT}, event_count BIGINT, "
+    f"total_users BIGINT, event_value DOUBLE, {_GA4_FLAGS}, {_META}",
+    "ga4_landing_pages": "property_id VARCHAR, date DATE, landing_page VARCHAR, session_default_channel_group VARCHAR, "
+    "sessions BIGINT, engaged_sessions BIGINT, total_users BIGINT, ecommerce_purchases BIGINT, key_events BIGINT, "
+    f"{_GA4_FLAGS}, {_META}",
+    "ga4_campaigns": "property_id VARCHAR, date DATE, session_campaign_name VARCHAR, session_source VARCHAR, "
+    "session_medium VARCHAR, session_default_channel_group VARCHAR, sessions BIGINT, total_users BIGINT, "
+    f"ecommerce_purchases BIGINT, purchase_revenue DOUBLE, key_events BIGINT, {_GA4_FLAGS}, {_META}",
+    "ga4_lead_forms": "property_id VARCHAR, date DATE, event_name VARCHAR, custom_event_form_name VARCHAR, "
+    f"session_default_channel_group VARCHAR, event_count BIGINT, {_GA4_FLAGS}, {_META}",
+    "hubspot_contacts": "portal_id VARCHAR, id VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, archived BOOLEAN, "
+    f"merged_into VARCHAR, properties VARCHAR, {_META}, _sync_mode VARCHAR",
+    "hubspot_deals": "portal_id VARCHAR, id VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, archived BOOLEAN, "
+    f"merged_into VARCHAR, properties VARCHAR, contact_ids VARCHAR, {_META}, _sync_mode VARCHAR",
+    "hubspot_properties": "portal_id VARCHAR, object_type VARCHAR, name VARCHAR, label VARCHAR, type VARCHAR, "
+    f"field_type VARCHAR, group_name VARCHAR, {_META}",
+    "hubspot_pipelines": "portal_id VARCHAR, object_type VARCHAR, pipeline_id VARCHAR, pipeline_label VARCHAR, "
+    "stage_id VARCHAR, stage_label VARCHAR, display_order BIGINT, is_closed BOOLEAN, probability DOUBLE, "
+    f"{_META}",
+    "request_log": ", ".join(f'"{name}" {sql_type}' for name, sql_type in REQUEST_LOG_COLUMNS.items()),
+}
+
+MACROS_SQL = r"""
+CREATE OR REPLACE TEMP MACRO sw_label(x) AS coalesce(nullif(trim(CAST(x AS VARCHAR)), ''), '(not set)');
+CREATE OR REPLACE TEMP MACRO sw_hs_instant(s) AS CASE
+    WHEN s IS NULL OR trim(s) = '' THEN NULL
+    WHEN right(s, 1) = 'Z' THEN TRY_CAST(s AS TIMESTAMPTZ)
+    WHEN regexp_full_match(s, '[0-9]{9,}') THEN timezone('UTC', make_timestamp(CAST(s AS BIGINT) * 1000))
+    WHEN length(s) = 10 THEN timezone('UTC', TRY_CAST(s AS DATE)::TIMESTAMP)
+    WHEN regexp_matches(s, '[0-9][T ][0-9].*[+-][0-9]{2}(:?[0-9]{2})?$') THEN TRY_CAST(s AS TIMESTAMPTZ)
+    ELSE timezone('UTC', TRY_CAST(s AS TIMESTAMP))
+END;
+CREATE OR REPLACE TEMP MACRO sw_utc(instant) AS timezone('UTC', instant);
+CREATE OR REPLACE TEMP MACRO sw_local_date(utc_ts) AS
+    CAST(timezone(getvariable('sw_time_zone'), timezone('UTC', utc_ts)) AS DATE);
+"""
+FULL_SCOPE_SQL = """
+CREATE OR REPLACE TEMP MACRO sw_in_dates(d) AS true;
+CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, i) AS true;
+CREATE OR REPLACE TEMP MACRO sw_in_deals(p, i) AS true;
+"""
+INCREMENTAL_SCOPE_SQL = """
+CREATE OR REPLACE TEMP MACRO sw_in_dates(d) AS d IN (SELECT date FROM sw_scope_dates);
+CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, i) AS
+    EXISTS (SELECT 1 FROM sw_scope_contacts AS s WHERE s.portal_id = p AND s.contact_id = i);
+CREATE OR REPLACE TEMP MACRO sw_in_deals(p, i) AS
+    EXISTS (SELECT 1 FROM sw_scope_deals AS s WHERE s.portal_id = p AND s.deal_id = i);
+"""
+
+
+DEFAULT_GATE = stats.MinimumSample()
+
+
+class BuildError(RuntimeError):
+    """The warehouse cannot be built as asked (missing time zone, unusable raw data...)."""
+
+
+@dataclass(frozen=True)
+class Model:
+    schema: str
+    name: str
+    partition: str
+    select_sql: str
+    table_comment: str
+    column_comments: dict[str, str]
+    path: Path
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass
+class BuildResult:
+    mode: str  # 'full' or 'incremental'
+    dates: list[dt.date] = field(default_factory=list)  # dates rebuilt (incremental)
+    contacts: int = 0  # HubSpot contacts re-staged (incremental)
+    deals: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # per model
+    row_counts: dict[str, int] = field(default_factory=dict)  # marts.* after the build
+    reason: str = ""
+
+
+def _parse_model(path: Path) -> Model:
+    header: dict[str, str] = {}
+    columns: dict[str, str] = {}
+    body: list[str] = []
+    in_header = True
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, _, text = line[3:].partition(":")
+        key = key.strip()
+        if in_header and line.startswith("-- ") and (key in ("model", "partition", "table") or key.startswith("column ")):
+            if key.startswith("column "):
+                columns[key.removeprefix("column ").strip()] = text.strip()
+            else:
+                header[key] = text.strip()
+            continue
+        in_header = False
+        body.append(line)
+    schema, _, name = header.get("model", "").partition(".")
+    partition = header.get("partition", "")
+    if not schema or not name or partition not in PARTITIONS or "table" not in header:
+        raise BuildError(
+            f"{path}: header needs '-- model: schema.name', '-- partition: {'|'.join(PARTITIONS)}', '-- table: ...'"
+        )
+    return Model(schema, name, partition, "\n".join(body).strip().rstrip(";"), header["table"], columns, path)
+
+
+def load_models() -> list[Model]:
+    return [_parse_model(SQL_DIR / f"{entry}.sql") for entry in MODEL_ORDER]
+
+
+MODELS = load_models()
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0]
+    )
+
+
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = ? "
+            "AND table_name = ? ORDER BY column_index",
+            [schema, table],
+        ).fetchall()
+    ]
+
+
+def _apply_comments(con: duckdb.DuckDBPyConnection, model: Model) -> None:
+    con.execute(f"COMMENT ON TABLE {model.qualified} IS {_quote(model.table_comment)}")
+    for column in _columns(con, model.schema, model.name):
+        text = model.column_comments.get(column)
+        if text is None:
+            raise BuildError(
+                f"{model.path.name}: column '{column}' of {model.qualified} has no '-- column {column}:' comment"
+            )
+        con.execute(f'COMMENT ON COLUMN {model.qualified}."{column}" IS {_quote(text)}')
+
+
+def _resolve_time_zone(con: duckdb.DuckDBPyConnection, time_zone: str | None) -> str:
+    if time_zone is None:
+        if not _exists(con, "raw", "ga4_properties"):
+            raise BuildError(
+                "no reporting time zone: pass build_all(..., time_zone='Area/City') or record the GA4 property's "
+                "time zone with transforms.raw_load.record_ga4_property() before building"
+            )
+        zones = [
+            r[0]
+            for r in con.execute("SELECT DISTINCT time_zone FROM raw.ga4_properties ORDER BY 1").fetchall()
+        ]
+        if len(zones) != 1:
+            raise BuildError(
+                f"the GA4 properties in raw.ga4_properties use {len(zones)} time zones ({', '.join(map(str, zones))}); "
+                "pass build_all(..., time_zone=...) to choose the reporting time zone"
+            )
+        time_zone = zones[0]
+    known = con.execute("SELECT count(*) FROM pg_timezone_names() WHERE name = ?", [time_zone]).fetchall()[0][
+        0
+    ]
+    if not known:
+        raise BuildError(f"time zone {time_zone!r} is not an IANA time zone name (e.g. 'America/New_York')")
+    return str(time_zone)
+
+
+def _config_fingerprint(catalog: Catalog, mapping: ChannelMapping, time_zone: str, lead_event: str) -> str:
+    payload = {
+        "catalog": catalog.to_arrow().drop_columns(["catalog_file", "catalog_line"]).to_pylist(),
+        "mapping": mapping.mapping,
+        "unmapped": mapping.unmapped_channel,
+        "time_zone": time_zone,
+        "lead_event": lead_event,
+        "models": [m.select_sql for m in MODELS],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _replace_from_arrow(con: duckdb.DuckDBPyConnection, qualified: str, table: pa.Table) -> None:
+    con.register("_sw_arrow", table)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {qualified} AS SELECT * FROM _sw_arrow")
+    finally:
+        con.unregister("_sw_arrow")
+
+
+def _load_lookups(con: duckdb.DuckDBPyConnection, catalog: Catalog, mapping: ChannelMapping) -> None:
+    _replace_from_arrow(con, "staging.conversion_catalog", catalog.to_arrow())
+    _replace_from_arrow(con, "staging.channel_mapping", mapping.to_arrow())
+    groups = list(GA4_DEFAULT_CHANNEL_GROUPS)
+    _replace_from_arrow(
+        con,
+        "staging.channel_groups",
+        pa.table({"channel": groups, "channel_key": [g.lower() for g in groups]}),
+    )
+    con.execute(
+        "COMMENT ON TABLE staging.conversion_catalog IS 'The validated conversion catalog the last build used.'"
+    )
+    con.execute(
+        "COMMENT ON TABLE staging.channel_mapping IS "
+        "'The validated channel mapping (HubSpot hs_analytics_source -> GA4 default channel group) the last build used.'"
+    )
+    con.execute(
+        "COMMENT ON TABLE staging.channel_groups IS 'GA4 default channel groups; channel_key is the lower-case match key.'"
+    )
+
+
+def _set_stage_variables(con: duckdb.DuckDBPyConnection) -> None:
+    names = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT property_name FROM staging.hubspot_lifecycle_stages ORDER BY 1"
+        ).fetchall()
+    ]
+    bad = [n for n in names if not _STAGE_PROPERTY.fullmatch(n)]
+    if bad:
+        raise BuildError(
+            f"raw.hubspot_properties: stage property name {bad[0]!r} is not a plain HubSpot property name"
+        )
+    con.execute("SET VARIABLE sw_stage_paths = ?::VARCHAR[]", [[f'$."{n}"' for n in names]])
+    con.execute(
+        "SET VARIABLE sw_stage_names = ?::VARCHAR[]", [[n.removeprefix("hs_v2_date_entered_") for n in names]]
+    )
+
+
+def _ensure_raw(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    for table, ddl in EXPECTED_RAW.items():
+        if not _exists(con, "raw", table):
+            con.execute(f"CREATE TABLE raw.{table} ({ddl})")
+            continue
+        # Older loads may lack a column added later (e.g. contact_ids); add it empty.
+        have = set(_columns(con, "raw", table))
+        for column_def in _split_columns(ddl):
+            name = column_def.split()[0].strip('"')
+            if name not in have:
+                con.execute(f"ALTER TABLE raw.{table} ADD COLUMN {column_def}")
+
+
+def _split_columns(ddl: str) -> list[str]:
+    return [part.strip() for part in ddl.split(",")]
+
+
+def _run_model(
+    con: duckdb.DuckDBPyConnection, model: Model, incremental: bool, gate: stats.MinimumSample
+) -> None:
+    if model.partition == "stats":
+        _run_stats_model(con, model, gate)
+        return
+    if not incremental or model.partition == "full" or not _exists(con, model.schema, model.name):
+        con.execute(f"CREATE OR REPLACE TABLE {model.qualified} AS {model.select_sql}")
+        _apply_comments(con, model)
+        return
+    if model.partition == "date":
+        con.execute(f"DELETE FROM {model.qualified} WHERE date IN (SELECT date FROM sw_scope_dates)")
+    elif model.partition == "contact":
+        con.execute(
+            f"DELETE FROM {model.qualified} AS t WHERE EXISTS "
+            "(SELECT 1 FROM sw_scope_contacts AS s WHERE s.portal_id = t.portal_id AND s.contact_id = t.contact_id)"
+        )
+    elif model.partition == "deal":
+        con.execute(
+            f"DELETE FROM {model.qualified} AS t WHERE EXISTS "
+            "(SELECT 1 FROM sw_scope_deals AS s WHERE s.portal_id = t.portal_id AND s.deal_id = t.deal_id)"
+        )
+    con.execute(f"INSERT INTO {model.qualified} BY NAME {model.select_sql}")
+
+
+def _stats_columns(model: Model, counts: pa.Table, gate: stats.MinimumSample) -> pa.Table:
+    if model.name == "segment_summary":
+        a, n1 = counts.column("conversions"), counts.column("units")
+        c, n2 = counts.column("rest_conversions"), counts.column("rest_units")
+        fam_cols = ("source_system", "conversion_name", "segment_dimension")
+        excluded = np.zeros(counts.num_rows, dtype=bool)
+    else:
+        a, n1 = counts.column("did_macro"), counts.column("did_count")
+        c, n2 = counts.column("did_not_macro"), counts.column("did_not_count")
+        fam_cols = ("basis",)
+        excluded = np.asarray(counts.column("is_prerequisite").to_numpy(zero_copy_only=False), dtype=bool)
+    family_values = list(zip(*(counts.column(col).to_pylist() for col in fam_cols), strict=True))
+    # Prerequisites are their own (untested) family: they never enter the q-values or ranks of the others.
+    families: list[object] = [
+        ("prerequisite",) if x else f for f, x in zip(family_values, excluded, strict=True)
+    ]
+    result = stats.compare_against_rest(
+        np.asarray(a.to_numpy(zero_copy_only=False), dtype=float),
+        np.asarray(n1.to_numpy(zero_copy_only=False), dtype=float),
+        np.asarray(c.to_numpy(zero_copy_only=False), dtype=float),
+        np.asarray(n2.to_numpy(zero_copy_only=False), dtype=float),
+        families,
+        gate,
+    )
+    tested = result.tested & ~excluded
+    gate_reason = np.where(
+        excluded, "prerequisite of the macro (a step on its funnel path)", result.gate_reason
+    )
+
+    def masked(values: np.ndarray) -> pa.Array:
+        return pa.array(np.where(tested, values, np.nan), pa.float64(), from_pandas=True)
+
+    def finite(values: np.ndarray) -> pa.Array:
+        return pa.array(values, pa.float64(), from_pandas=True)
+
+    if model.name == "segment_summary":
+        extra = {
+            "rate": finite(result.rate),
+            "rate_ci_low": finite(result.rate_ci_low),
+            "rate_ci_high": finite(result.rate_ci_high),
+            "rest_rate": finite(result.rest_rate),
+        }
+    else:
+        from transforms.stats import wilson_interval
+
+        did_low, did_high = wilson_interval(
+            a.to_numpy(zero_copy_only=False), n1.to_numpy(zero_copy_only=False)
+        )
+        extra = {
+            "did_macro_rate": finite(result.rate),
+            "did_macro_rate_ci_low": finite(did_low),
+            "did_macro_rate_ci_high": finite(did_high),
+            "did_not_macro_rate": finite(result.rest_rate),
+        }
+    extra |= {
+        "lift": finite(result.lift),
+        "lift_ci_low": finite(result.lift_ci_low),
+        "lift_ci_high": finite(result.lift_ci_high),
+        "test_method": pa.array(
+            [m if t else None for m, t in zip(result.test_method, tested, strict=True)], pa.string()
+        ),
+        "p_value": masked(result.p_value),
+        "q_value": masked(result.q_value),
+        "significant": pa.array(result.significant & tested),
+        "tested": pa.array(tested),
+        "gate_reason": pa.array(
+            [None if t else r for r, t in zip(gate_reason, tested, strict=True)], pa.string()
+        ),
+        "rank": pa.array([r if t else None for r, t in zip(result.rank, tested, strict=True)], pa.int32()),
+    }
+    table = counts
+    for name, column in extra.items():
+        table = table.append_column(name, column)
+    return table
+
+
+def _run_stats_model(con: duckdb.DuckDBPyConnection, model: Model, gate: stats.MinimumSample) -> None:
+    counts = con.execute(model.select_sql).to_arrow_table()
+    table = _stats_columns(model, counts, gate)
+    order = [c for c in model.column_comments if c in table.column_names]
+    missing = [c for c in table.column_names if c not in model.column_comments]
+    if missing:
+        raise BuildError(f"{model.path.name}: column '{missing[0]}' has no '-- column' comment")
+    _replace_from_arrow(con, model.qualified, table.select(order))
+    _apply_comments(con, model)
+
+
+def _dates_param(dates: Iterable[dt.date | str]) -> list[dt.date]:
+    return sorted({d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in dates})
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> Any:
+    return con.execute(sql, list(params or [])).fetchall()[0][0]
+
+
+def _prepare_incremental_scope(
+    con: duckdb.DuckDBPyConnection, dates: list[dt.date], state: dict[str, Any]
+) -> None:
+    """Fill the TEMP scope tables: requested dates, HubSpot records loaded since the last build, and
+    every date those records touched before (their old rows are about to be replaced)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE sw_scope_dates (date DATE)")
+    if dates:
+        con.execute("INSERT INTO sw_scope_dates SELECT unnest(?::DATE[])", [dates])
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE sw_scope_deals AS SELECT DISTINCT portal_id, id AS deal_id "
+        "FROM raw.hubspot_deals WHERE _loaded_at > ?",
+        [state["deals_watermark"]],
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE sw_scope_contacts AS SELECT DISTINCT portal_id, id AS contact_id "
+        "FROM raw.hubspot_contacts WHERE _loaded_at > ?",
+        [state["contacts_watermark"]],
+    )
+    # A changed deal changes its contact's facts (old and new association) and its close dates.
+    con.execute(
+        """
+        INSERT INTO sw_scope_contacts
+        SELECT DISTINCT d.portal_id, d.contact_id FROM staging.hubspot_deals AS d
+        JOIN sw_scope_deals AS s ON s.portal_id = d.portal_id AND s.deal_id = d.deal_id WHERE d.contact_id IS NOT NULL
+        UNION
+        SELECT DISTINCT r.portal_id, json_extract_string(r.contact_ids, '$[0]') FROM raw.hubspot_deals AS r
+        JOIN sw_scope_deals AS s ON s.portal_id = r.portal_id AND s.deal_id = r.id
+        WHERE json_extract_string(r.contact_ids, '$[0]') IS NOT NULL
+        """
+    )
+    con.execute(
+        """
+        INSERT INTO sw_scope_dates
+        SELECT d.close_date FROM staging.hubspot_deals AS d
+        JOIN sw_scope_deals AS s ON s.portal_id = d.portal_id AND s.deal_id = d.deal_id WHERE d.close_date IS NOT NULL
+        """
+    )
+    _add_contact_dates(con)
+
+
+def _add_contact_dates(con: duckdb.DuckDBPyConnection) -> None:
+    """Add to the date scope every date on which the scoped contacts have staged rows."""
+    con.execute(
+        """
+        INSERT INTO sw_scope_dates
+        SELECT c.created_date FROM staging.hubspot_contacts AS c
+        JOIN sw_scope_contacts AS s ON s.portal_id = c.portal_id AND s.contact_id = c.contact_id
+        UNION
+        SELECT e.entered_date FROM staging.hubspot_contact_stage_events AS e
+        JOIN sw_scope_contacts AS s ON s.portal_id = e.portal_id AND s.contact_id = e.contact_id
+        UNION
+        SELECT f.converted_date FROM staging.hubspot_form_conversions AS f
+        JOIN sw_scope_contacts AS s ON s.portal_id = f.portal_id AND s.contact_id = f.contact_id
+        UNION
+        SELECT d.close_date FROM staging.hubspot_deals AS d
+        JOIN sw_scope_contacts AS s ON s.portal_id = d.portal_id AND s.contact_id = d.contact_id
+        WHERE d.is_closed_won
+        """
+    )
+
+
+def _extend_scope_with_merges(con: duckdb.DuckDBPyConnection) -> None:
+    """Contacts newly listed as merged into a re-staged survivor leave the marts: scope them too."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE sw_scope_merged AS
+        SELECT DISTINCT c.portal_id, unnest(c.merged_object_ids) AS contact_id FROM staging.hubspot_contacts AS c
+        JOIN sw_scope_contacts AS s ON s.portal_id = c.portal_id AND s.contact_id = c.contact_id
+        """
+    )
+    con.execute(
+        "INSERT INTO sw_scope_contacts SELECT * FROM sw_scope_merged AS m WHERE NOT EXISTS "
+        "(SELECT 1 FROM sw_scope_contacts AS s WHERE s.portal_id = m.portal_id AND s.contact_id = m.contact_id)"
+    )
+
+
+def _read_state(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    if not _exists(con, "staging", "build_state"):
+        return None
+    rows = con.execute(
+        "SELECT config_fingerprint, contacts_watermark, deals_watermark FROM staging.build_state"
+    ).fetchall()
+    if not rows:
+        return None
+    fingerprint, contacts_watermark, deals_watermark = rows[0]
+    return {
+        "config_fingerprint": fingerprint,
+        "contacts_watermark": contacts_watermark or dt.datetime(1970, 1, 1),
+        "deals_watermark": deals_watermark or dt.datetime(1970, 1, 1),
+    }
+
+
+def _write_state(con: duckdb.DuckDBPyConnection, fingerprint: str, time_zone: str, lead_event: str) -> None:
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE staging.build_state AS
+        SELECT ?::VARCHAR AS config_fingerprint, ?::VARCHAR AS time_zone, ?::VARCHAR AS lead_event_name,
+            (SELECT max(_loaded_at) FROM raw.hubspot_contacts) AS contacts_watermark,
+            (SELECT max(_loaded_at) FROM raw.hubspot_deals) AS deals_watermark
+        """,
+        [fingerprint, time_zone, lead_event],
+    )
+    con.execute(
+        "COMMENT ON TABLE staging.build_state IS 'Bookkeeping of the last build: configuration fingerprint, reporting "
+        "time zone, and the raw HubSpot load watermarks the next incremental build starts from.'"
+    )
+
+
+def build_all(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    channel_mapping: ChannelMapping,
+    *,
+    dates: Iterable[dt.date | str] | None = None,
+    time_zone: str | None = None,
+    lead_event_name: str = "generate_lead",
+    gate: stats.MinimumSample = DEFAULT_GATE,
+) -> BuildResult:
+    """Build staging and marts from raw, fully (`dates=None`) or for the given partition dates.
+
+    `catalog` and `channel_mapping` are validated objects (transforms.catalog.load_*). The reporting
+    time zone is `time_zone` or the one recorded for the GA4 property (raw_load.record_ga4_property).
+    """
+    if not isinstance(catalog, Catalog) or not isinstance(channel_mapping, ChannelMapping):
+        raise BuildError(
+            "build_all needs a Catalog and a ChannelMapping from transforms.catalog.load_catalog/load_channel_mapping"
+        )
+    zone = _resolve_time_zone(con, time_zone)
+    fingerprint = _config_fingerprint(catalog, channel_mapping, zone, lead_event_name)
+    requested = None if dates is None else _dates_param(dates)
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result = _build(con, catalog, channel_mapping, requested, zone, lead_event_name, fingerprint, gate)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return result
+
+
+def _build(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    mapping: ChannelMapping,
+    requested: list[dt.date] | None,
+    zone: str,
+    lead_event: str,
+    fingerprint: str,
+    gate: stats.MinimumSample,
+) -> BuildResult:
+    state = _read_state(con)
+    incremental = requested is not None
+    reason = "dates given" if incremental else "no dates given"
+    if incremental and state is None:
+        incremental, reason = False, "first build"
+    elif incremental and state is not None and state["config_fingerprint"] != fingerprint:
+        incremental, reason = False, "catalog, mapping, time zone or model SQL changed since the last build"
+    result = BuildResult(mode="incremental" if incremental else "full", reason=reason)
+
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    _ensure_raw(con)
+    con.execute(MACROS_SQL)
+    con.execute("SET VARIABLE sw_time_zone = ?", [zone])
+    con.execute("SET VARIABLE sw_unmapped_channel = ?", [mapping.unmapped_channel])
+    con.execute("SET VARIABLE sw_lead_event = ?", [lead_event])
+    _load_lookups(con, catalog, mapping)
+    con.execute(INCREMENTAL_SCOPE_SQL if incremental else FULL_SCOPE_SQL)
+    if incremental:
+        assert state is not None and requested is not None
+        _prepare_incremental_scope(con, requested, state)
+
+    for model in MODELS:
+        started = time.perf_counter()
+        try:
+            _run_model(con, model, incremental, gate)
+        except duckdb.Error as exc:
+            raise BuildError(f"{model.path.name} ({model.qualified}): {exc}") from exc
+        if model.name == "hubspot_lifecycle_stages":
+            _set_stage_variables(con)
+        if incremental and model.name == "hubspot_contacts":
+            _extend_scope_with_merges(con)
+            _add_contact_dates(con)  # old dates of newly merged-away contacts
+        if incremental and model.name == "hubspot_contact_facts":
+            _add_contact_dates(con)  # new dates of the re-staged contacts
+            # Deduplicate once before the date-partitioned models read the scope.
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE sw_scope_dates AS SELECT DISTINCT date FROM sw_scope_dates WHERE date IS NOT NULL"
+            )
+        result.seconds[model.qualified] = time.perf_counter() - started
+
+    if incremental:
+        result.dates = [r[0] for r in con.execute("SELECT date FROM sw_scope_dates ORDER BY date").fetchall()]
+        result.contacts = _scalar(con, "SELECT count(*) FROM sw_scope_contacts")
+        result.deals = _scalar(con, "SELECT count(*) FROM sw_scope_deals")
+    _write_state(con, fingerprint, zone, lead_event)
+    for table in MART_TABLES:
+        result.row_counts[table] = _scalar(con, f"SELECT count(*) FROM marts.{table}")
+    return result

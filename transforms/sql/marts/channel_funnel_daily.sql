@@ -1,0 +1,83 @@
+-- model: marts.channel_funnel_daily
+-- partition: date
+-- table: Web to CRM per day and channel: GA4 sessions, micro conversions and leads next to the HubSpot contacts created from them and their progress (lifecycle stages entered that day, deals won that day). HubSpot records are put on the channel their original source maps to (channel mapping file) and on the date of the event in the GA4 property's reporting time zone. Lifecycle columns use HubSpot's standard stage values (lead, marketingqualifiedlead, salesqualifiedlead, opportunity, customer).
+-- column date: Date (property-local).
+-- column channel: GA4 default channel group.
+-- column sessions: GA4 sessions (all properties).
+-- column engaged_sessions: GA4 engaged sessions.
+-- column micro_conversions: GA4 micro conversion events of the catalog (all micro conversions added up; an event count, not people).
+-- column leads: GA4 lead events (the generate_lead event; the lead event name is a build setting).
+-- column web_macro_conversions: GA4 macro conversion events of the catalog (e.g. purchases).
+-- column web_revenue: Value of the GA4 macro conversions (e.g. purchase revenue), property currency.
+-- column contacts_created: HubSpot contacts created that day in this channel: every contact HubSpot still returns, live or archived (merged-away records that the API no longer lists cannot be counted).
+-- column crm_leads: Contacts entering lifecycle stage lead.
+-- column mqls: Contacts entering marketingqualifiedlead.
+-- column sqls: Contacts entering salesqualifiedlead.
+-- column opportunities: Contacts entering opportunity.
+-- column customers: Contacts entering customer.
+-- column deals_won: Deals closed won that day (by close date), on their first associated contact's channel.
+-- column revenue: Amount of the deals won that day (portal currency).
+WITH web AS (
+    SELECT date, channel, sum(sessions) AS sessions, sum(engaged_sessions) AS engaged_sessions
+    FROM marts.web_sessions_daily WHERE sw_in_dates(date) GROUP BY ALL
+),
+web_conversions AS (
+    SELECT date, channel,
+        sum(conversions) FILTER (WHERE tier = 'micro') AS micro_conversions,
+        sum(conversions) FILTER (WHERE tier = 'macro') AS web_macro_conversions,
+        sum(value) FILTER (WHERE tier = 'macro') AS web_revenue
+    FROM marts.conversions_daily WHERE source_system = 'ga4' AND sw_in_dates(date) GROUP BY ALL
+),
+leads AS (
+    SELECT date, channel, sum(event_count) AS leads
+    FROM staging.ga4_events WHERE event_name = getvariable('sw_lead_event') AND sw_in_dates(date) GROUP BY ALL
+),
+contacts AS (
+    SELECT created_date AS date, channel, count(*) AS contacts_created
+    FROM staging.hubspot_contacts WHERE sw_in_dates(created_date) GROUP BY ALL
+),
+stages AS (
+    SELECT entered_date AS date, channel,
+        count(*) FILTER (WHERE stage = 'lead') AS crm_leads,
+        count(*) FILTER (WHERE stage = 'marketingqualifiedlead') AS mqls,
+        count(*) FILTER (WHERE stage = 'salesqualifiedlead') AS sqls,
+        count(*) FILTER (WHERE stage = 'opportunity') AS opportunities,
+        count(*) FILTER (WHERE stage = 'customer') AS customers
+    FROM staging.hubspot_contact_stage_events WHERE sw_in_dates(entered_date) GROUP BY ALL
+),
+deals AS (
+    SELECT d.close_date AS date, coalesce(c.channel, getvariable('sw_unmapped_channel')) AS channel,
+        count(*) AS deals_won, sum(d.amount)::DOUBLE AS revenue
+    FROM staging.hubspot_deals AS d
+    LEFT JOIN staging.hubspot_contacts AS c ON c.portal_id = d.portal_id AND c.contact_id = d.contact_id
+    WHERE d.is_closed_won AND d.close_date IS NOT NULL AND sw_in_dates(d.close_date)
+    GROUP BY ALL
+),
+parts AS (
+    SELECT date, channel, sessions, engaged_sessions, NULL AS micro_conversions, NULL AS leads,
+        NULL AS web_macro_conversions, NULL AS web_revenue, NULL AS contacts_created, NULL AS crm_leads, NULL AS mqls,
+        NULL AS sqls, NULL AS opportunities, NULL AS customers, NULL AS deals_won, NULL AS revenue
+    FROM web
+    UNION ALL BY NAME SELECT * FROM web_conversions
+    UNION ALL BY NAME SELECT * FROM leads
+    UNION ALL BY NAME SELECT * FROM contacts
+    UNION ALL BY NAME SELECT * FROM stages
+    UNION ALL BY NAME SELECT * FROM deals
+)
+SELECT date, channel,
+    coalesce(sum(sessions), 0)::BIGINT AS sessions,
+    coalesce(sum(engaged_sessions), 0)::BIGINT AS engaged_sessions,
+    coalesce(sum(micro_conversions), 0)::BIGINT AS micro_conversions,
+    coalesce(sum(leads), 0)::BIGINT AS leads,
+    coalesce(sum(web_macro_conversions), 0)::BIGINT AS web_macro_conversions,
+    coalesce(sum(web_revenue), 0)::DOUBLE AS web_revenue,
+    coalesce(sum(contacts_created), 0)::BIGINT AS contacts_created,
+    coalesce(sum(crm_leads), 0)::BIGINT AS crm_leads,
+    coalesce(sum(mqls), 0)::BIGINT AS mqls,
+    coalesce(sum(sqls), 0)::BIGINT AS sqls,
+    coalesce(sum(opportunities), 0)::BIGINT AS opportunities,
+    coalesce(sum(customers), 0)::BIGINT AS customers,
+    coalesce(sum(deals_won), 0)::BIGINT AS deals_won,
+    coalesce(sum(revenue), 0)::DOUBLE AS revenue
+FROM parts
+GROUP BY date, channel

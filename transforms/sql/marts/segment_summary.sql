@@ -1,0 +1,89 @@
+-- model: marts.segment_summary
+-- partition: stats
+-- table: Which segments are most receptive: per window, conversion and segment value, the conversion rate with its Wilson 95 % interval, the lift against the REST of the traffic (all other values of the same dimension) with a Katz 95 % interval, a two-sided test (pooled two-proportion z-test, Fisher's exact when an expected count is below 5), Benjamini-Hochberg q-values across the values of one dimension for one conversion (the family tested together), a minimum-sample gate and a rank by the lower bound of the lift interval. GA4 rows by channel, device, country and visitor type count user-days (each day's users of the segment, summed over the window) and users converting that day; GA4 rows by landing page and campaign count sessions and purchases; HubSpot rows count contacts created in the window and those who reached the conversion by now. Formulas: transforms/STATISTICS.md.
+-- column window_start: First date of the window (property-local).
+-- column window_end: Last date of the window.
+-- column source_system: 'ga4' or 'hubspot'.
+-- column tier: 'micro' or 'macro'.
+-- column conversion_name: Catalog conversion, or 'all' (HubSpot: any macro conversion).
+-- column segment_dimension: ga4: channel, device_category, country, visitor_type, landing_page, campaign; hubspot: channel, original_source, country.
+-- column segment_value: The segment.
+-- column unit: What units and conversions count: 'user_days' (users of each day summed over days: a user active on two days counts twice), 'sessions', or 'contacts'.
+-- column units: Units in the segment over the window (never fewer than conversions).
+-- column conversions: Converting units in the segment (GA4 user_days: users with the event that day; sessions: purchases; contacts: contacts who reached it).
+-- column rate: conversions / units.
+-- column rate_ci_low: Wilson 95 % interval, lower bound of rate.
+-- column rate_ci_high: Wilson 95 % interval, upper bound of rate.
+-- column rest_units: Units in all other values of the same dimension.
+-- column rest_conversions: Conversions in all other values of the same dimension.
+-- column rest_rate: rest_conversions / rest_units.
+-- column lift: rate / rest_rate (1 = no difference).
+-- column lift_ci_low: Katz log 95 % interval of the lift, lower bound (0.5 added to each count when a count is 0).
+-- column lift_ci_high: Katz log 95 % interval of the lift, upper bound.
+-- column test_method: 'z' (pooled two-proportion z-test) or 'fisher' (Fisher's exact, when an expected cell count is below 5); NULL when not tested.
+-- column p_value: Two-sided p-value of rate = rest_rate; NULL when the row fails the minimum-sample gate.
+-- column q_value: Benjamini-Hochberg adjusted p-value within the family (same window, source, conversion and dimension).
+-- column significant: q_value < 0.05.
+-- column tested: False when the row fails the minimum-sample gate (see gate_reason); it then has no p, q or rank.
+-- column gate_reason: Why the row was not tested (too few units in segment or rest, or too few conversions); NULL when tested.
+-- column rank: 1 = most receptive: order of lift_ci_low (highest first) among the tested rows of the family.
+WITH bounds AS (
+    SELECT min(date) AS window_start, max(date) AS window_end FROM staging.ga4_web_sessions
+),
+ga4 AS (
+    SELECT 'ga4' AS source_system, s.tier, s.conversion_name, s.segment_dimension, s.segment_value, s.unit,
+        sum(s.units)::BIGINT AS units, sum(s.conversions)::BIGINT AS conversions
+    FROM staging.ga4_segment_daily AS s, bounds AS b
+    WHERE s.date BETWEEN b.window_start AND b.window_end
+    GROUP BY ALL
+),
+crm_contacts AS (
+    SELECT f.* FROM staging.hubspot_contact_facts AS f, bounds AS b
+    WHERE f.created_date BETWEEN b.window_start AND b.window_end
+),
+crm_catalog AS (
+    SELECT conversion_name, tier FROM staging.conversion_catalog WHERE source_system = 'hubspot'
+    UNION ALL
+    SELECT 'all', 'macro' WHERE EXISTS (SELECT 1 FROM staging.conversion_catalog WHERE source_system = 'hubspot' AND tier = 'macro')
+),
+crm_units AS (
+    SELECT CASE WHEN grouping(channel) = 0 THEN 'channel' WHEN grouping(hs_analytics_source) = 0 THEN 'original_source'
+                ELSE 'country' END AS segment_dimension,
+        coalesce(channel, hs_analytics_source, country) AS segment_value, count(*)::BIGINT AS units
+    FROM crm_contacts
+    GROUP BY GROUPING SETS ((channel), (hs_analytics_source), (country))
+),
+crm_reached AS (
+    SELECT channel, hs_analytics_source, country, unnest(conversions) AS conversion_name FROM crm_contacts
+    UNION ALL
+    SELECT channel, hs_analytics_source, country, 'all' FROM crm_contacts WHERE reached_macro
+),
+crm_conversions AS (
+    SELECT conversion_name,
+        CASE WHEN grouping(channel) = 0 THEN 'channel' WHEN grouping(hs_analytics_source) = 0 THEN 'original_source'
+             ELSE 'country' END AS segment_dimension,
+        coalesce(channel, hs_analytics_source, country) AS segment_value, count(*)::BIGINT AS conversions
+    FROM crm_reached
+    GROUP BY GROUPING SETS ((conversion_name, channel), (conversion_name, hs_analytics_source), (conversion_name, country))
+),
+crm AS (
+    SELECT 'hubspot' AS source_system, k.tier, k.conversion_name, u.segment_dimension, u.segment_value, 'contacts' AS unit,
+        u.units, coalesce(c.conversions, 0)::BIGINT AS conversions
+    FROM crm_units AS u
+    CROSS JOIN crm_catalog AS k
+    LEFT JOIN crm_conversions AS c
+        ON c.conversion_name = k.conversion_name AND c.segment_dimension = u.segment_dimension
+       AND c.segment_value = u.segment_value
+),
+all_rows AS (
+    SELECT * FROM ga4 WHERE conversions <= units
+    UNION ALL
+    SELECT * FROM crm
+)
+SELECT b.window_start, b.window_end, r.source_system, r.tier, r.conversion_name, r.segment_dimension, r.segment_value,
+    r.unit, r.units, r.conversions,
+    (sum(r.units) OVER family - r.units)::BIGINT AS rest_units,
+    (sum(r.conversions) OVER family - r.conversions)::BIGINT AS rest_conversions
+FROM all_rows AS r, bounds AS b
+WINDOW family AS (PARTITION BY r.source_system, r.conversion_name, r.segment_dimension)
+ORDER BY r.source_system, r.conversion_name, r.segment_dimension, r.segment_value

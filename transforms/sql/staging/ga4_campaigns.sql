@@ -1,0 +1,36 @@
+-- model: staging.ga4_campaigns
+-- partition: date
+-- table: GA4 campaigns report, typed and deduplicated: one row per property, date, campaign, source, medium and channel.
+-- column property_id: GA4 property id.
+-- column date: Property-local date.
+-- column campaign: Session campaign name (sessionCampaignName); GA4 says '(organic)', '(direct)', '(referral)' or '(not set)' for unpaid traffic.
+-- column source: Session source (sessionSource).
+-- column medium: Session medium (sessionMedium).
+-- column channel: GA4 default channel group, normalised.
+-- column sessions: Sessions.
+-- column total_users: Users of this date and campaign row (NOT additive across days or segments).
+-- column ecommerce_purchases: Purchases (ecommercePurchases).
+-- column purchase_revenue: Purchase revenue, property currency.
+-- column key_events: Key events (keyEvents).
+-- column subject_to_thresholding: True if GA4 applied data thresholding to the report this row came from.
+-- column data_loss_from_other_row: True if GA4 folded rows of this report into an '(other)' row.
+-- column sampled: True if GA4 sampled the report this row came from.
+SELECT
+    r.property_id,
+    r.date,
+    sw_label(r.session_campaign_name) AS campaign,
+    sw_label(r.session_source) AS source,
+    sw_label(r.session_medium) AS medium,
+    coalesce(g.channel, CASE WHEN trim(r.session_default_channel_group) = '(other)' THEN '(other)' ELSE 'Unassigned' END) AS channel,
+    sum(r.sessions)::BIGINT AS sessions,
+    sum(r.total_users)::BIGINT AS total_users,
+    sum(r.ecommerce_purchases)::BIGINT AS ecommerce_purchases,
+    sum(r.purchase_revenue)::DOUBLE AS purchase_revenue,
+    sum(r.key_events)::BIGINT AS key_events,
+    coalesce(bool_or(r.subject_to_thresholding), false) AS subject_to_thresholding,
+    coalesce(bool_or(r.data_loss_from_other_row), false) AS data_loss_from_other_row,
+    coalesce(bool_or(r.sampled), false) AS sampled
+FROM raw.ga4_campaigns AS r
+LEFT JOIN staging.channel_groups AS g ON g.channel_key = lower(trim(r.session_default_channel_group))
+WHERE sw_in_dates(r.date)
+GROUP BY ALL
