@@ -44,6 +44,10 @@ class Ga4Settings:
     credentials_file: str | None = None
     lookback_days: int = 3
     page_size: int = MAX_PAGE_SIZE
+    # The SDK parses a REST page into Python dicts first (about 450 bytes per value), so a 250,000-row
+    # page of 9 columns briefly needs about 1 GB. Pages are made smaller than page_size when a page of
+    # the report's width would need more than this much memory (None: always page_size).
+    page_memory_mb: float | None = 384.0
     max_retries: int = 6
     backoff_base_s: float = 1.0
     backoff_max_s: float = 64.0
@@ -198,6 +202,18 @@ class _ReportLog:
 
     def flag(self, key: str, value: bool) -> None:
         self.entry[key] = bool(self.entry.get(key)) or bool(value)
+
+
+PARSE_BYTES_PER_VALUE = 450
+
+
+def page_limit(settings: Ga4Settings, spec: ReportSpec) -> int:
+    """Rows per page for a spec: ``page_size``, or fewer when a page would outgrow ``page_memory_mb``."""
+    if settings.page_memory_mb is None:
+        return settings.page_size
+    values_per_row = len(spec.dimensions) + len(spec.metrics)
+    by_memory = int(settings.page_memory_mb * 2**20 // (values_per_row * PARSE_BYTES_PER_VALUE))
+    return min(settings.page_size, max(1_000, by_memory))
 
 
 class Ga4Client:
@@ -415,7 +431,7 @@ class Ga4Client:
         log: _ReportLog,
         depth: int,
     ) -> Iterator[pa.RecordBatch]:
-        limit = self.settings.page_size
+        limit = page_limit(self.settings, spec)
         first = self._run(
             property_id, spec.name, self._request(property_id, spec, window, extra, 0, limit), log
         )
@@ -486,7 +502,7 @@ class Ga4Client:
         log: _ReportLog,
         first: Any,
     ) -> Iterator[pa.RecordBatch]:
-        limit = self.settings.page_size
+        limit = page_limit(self.settings, spec)
         expected = first.row_count
         pages = max(1, math.ceil(expected / limit)) if expected else 1
         received = 0
