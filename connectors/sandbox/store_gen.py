@@ -8,6 +8,7 @@ drawn in fixed chunks of days, so the same parameters give the same bytes and me
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -301,6 +302,10 @@ def _ts_array(seconds: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     return arr.cast(pa.timestamp("s"))
 
 
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
     """Generate every table of the store into ``con`` (an empty DuckDB database)."""
     rng = np.random.default_rng(params.seed)
@@ -314,12 +319,27 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
         np.datetime64(params.start_date, "D"), np.datetime64(params.end_date, "D") + 1, dtype="datetime64[D]"
     )
     con.execute(SESSIONS_DDL)
-    for lo in range(0, all_dates.shape[0], CHUNK_DAYS):
-        chunk = _sessions_chunk(rng, all_dates[lo : lo + CHUNK_DAYS], params, state)
-        con.register("session_chunk", chunk)
-        con.execute(SESSIONS_INSERT)
-        con.unregister("session_chunk")
-        del chunk
+    # The insert of chunk k (DuckDB, GIL released) overlaps the draws of chunk k+1 (numpy); the draws stay
+    # in one thread and one order, so the bytes do not depend on the overlap. At most two chunks in memory.
+    writer = con.cursor()
+    writer.execute(f"USE {_identifier(con.execute('SELECT current_database()').fetchall()[0][0])}")
+
+    def insert(chunk: pa.Table) -> None:
+        writer.register("session_chunk", chunk)
+        writer.execute(SESSIONS_INSERT)
+        writer.unregister("session_chunk")
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-insert") as pool:
+        pending: Future[None] | None = None
+        for lo in range(0, all_dates.shape[0], CHUNK_DAYS):
+            chunk = _sessions_chunk(rng, all_dates[lo : lo + CHUNK_DAYS], params, state)
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(insert, chunk)
+            del chunk
+        if pending is not None:
+            pending.result()
+    writer.close()
     state.device = state.country = np.empty(0, dtype=np.int8)
     _populate_crm(con, rng, params, state)
     create_events_view(con)

@@ -648,5 +648,14 @@ def test_daylight_saving_days():
 def test_large_preset_scale():
     large = build_store("large", seed=SEED, end_date=END, cache=False)
     counts = large.row_counts()
+    assert counts["sessions"] > 0.95 * 365 * 50_000
     assert counts["contacts"] >= 1_000_000 and counts["deals"] >= 100_000
     assert large.truth.ga4_leads_by_day_channel().equals(large.truth.contacts_created_by_day_channel())
+    bulk_at = large.end_instant_utc - dt.timedelta(hours=6)
+    assert scalar(large, "SELECT count(*) FROM contacts WHERE lastmodifieddate = $t", {"t": bulk_at}) > 10_000
+    lift, p = _rate_vs_rest(large, "channel = 'Email'")
+    assert lift > 1.6 and p < 1e-100
+    for dimension in large.truth.planted["null_dimensions"]:
+        assert _independence_p(large, dimension) > 0.001
+    assert len(large.touch_contacts(fraction=0.01)) > 10_000
+    large.close()
