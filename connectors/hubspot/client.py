@@ -216,6 +216,8 @@ class HubSpotClient:
         self._apis: dict[tuple[str, str], Any] = {}
         self._property_cache: dict[str, list[dict[str, Any]]] = {}
         self.request_log: list[dict[str, Any]] = []
+        # The cursor each extract ran up to (exclusive): the next incremental run's ``since``.
+        self.last_until: dict[str, dt.datetime] = {}
         self._rng = random.Random()
 
     # ------------------------------------------------------------------------------------------
@@ -233,6 +235,7 @@ class HubSpotClient:
         until = min(until, run_start) if until is not None else run_start
         if until.tzinfo is None:
             until = until.replace(tzinfo=dt.UTC)
+        self.last_until[object_type] = until
         props = self.object_properties(object_type)
         mode = "full" if since is None else "incremental"
         entry = RequestLog(

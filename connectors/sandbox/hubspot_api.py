@@ -361,7 +361,7 @@ def _schema(ctx: SandboxContext, object_type: str) -> _Schema:
     cache = _state(ctx)["cache"]
     key = ("schema", object_type)
     if key not in cache:
-        cur = ctx.store.cursor()
+        cur = _cursor(ctx)
         rows = cur.execute(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
             [TABLE_OF[object_type]],
@@ -372,12 +372,25 @@ def _schema(ctx: SandboxContext, object_type: str) -> _Schema:
 
 
 def _fingerprint(ctx: SandboxContext, object_type: str) -> tuple[Any, ...]:
-    table = TABLE_OF[object_type]
-    merged = "count(merged_into)" if object_type == "contacts" else "0"
-    cur = ctx.store.cursor()
-    return tuple(
-        cur.execute(f"SELECT count(*), max(id), count_if(archived), {merged} FROM {table}").fetchall()[0]
-    )
+    """What the id and merge caches depend on. Which ids exist, are archived or merged is fixed when a
+    store is built (``touch_contacts`` changes modification dates and stages only), so the store's
+    identity is enough and no query runs on the hot path."""
+    return (id(ctx.store), object_type)
+
+
+_cursors = threading.local()
+
+
+def _cursor(ctx: SandboxContext) -> Any:
+    """One DuckDB cursor per server thread and store (opening one per query costs more than a page)."""
+    key = id(ctx.store)
+    cached = getattr(_cursors, "by_store", None)
+    if cached is None:
+        cached = _cursors.by_store = {}
+    cur = cached.get(key)
+    if cur is None:
+        cur = cached[key] = ctx.store.cursor()
+    return cur
 
 
 def _live_ids(ctx: SandboxContext, object_type: str, archived: bool) -> np.ndarray:
@@ -390,7 +403,7 @@ def _live_ids(ctx: SandboxContext, object_type: str, archived: bool) -> np.ndarr
         return hit[1]
     table = TABLE_OF[object_type]
     not_merged = "AND merged_into IS NULL" if object_type == "contacts" else ""
-    cur = ctx.store.cursor()
+    cur = _cursor(ctx)
     ids = cur.execute(
         f"SELECT id FROM {table} WHERE archived = ? {not_merged} ORDER BY id", [archived]
     ).fetchnumpy()["id"]
@@ -406,7 +419,7 @@ def _merge_map(ctx: SandboxContext) -> tuple[dict[int, int], dict[int, str]]:
     hit = cache.get("merges")
     if hit is not None and hit[0] == fp:
         return hit[1], hit[2]
-    cur = ctx.store.cursor()
+    cur = _cursor(ctx)
     rows = cur.execute(
         "SELECT id, merged_into FROM contacts WHERE merged_into IS NOT NULL ORDER BY id"
     ).fetchall()
@@ -467,7 +480,7 @@ def _fetch_records(
     sql = f"SELECT {', '.join(select)} FROM {TABLE_OF[object_type]} WHERE {where} ORDER BY {order}"
     if limit is not None:
         sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
-    rows = ctx.store.cursor().execute(sql, params).fetchall()
+    rows = _cursor(ctx).execute(sql, params).fetchall()
     merged_text: dict[int, str] = {}
     loser_to_survivor: dict[int, int] = {}
     if object_type == "contacts" or wants_contacts:
@@ -476,7 +489,7 @@ def _fetch_records(
     if object_type == "contacts" and associations and "deals" in associations and rows:
         ids = [r[0] for r in rows]
         for deal_id, contact_id in (
-            ctx.store.cursor()
+            _cursor(ctx)
             .execute(
                 "SELECT id, contact_id FROM deals WHERE NOT archived AND contact_id IN (SELECT unnest(?)) ORDER BY id",
                 [ids],
@@ -748,7 +761,7 @@ def _search(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
             return _bad_request(f"Unknown sort property {name!r}", headers)
         order = f"{_column_sql(schema, name)} {direction} NULLS LAST, id {direction}"
     total = int(
-        ctx.store.cursor()
+        _cursor(ctx)
         .execute(f"SELECT count(*) FROM {TABLE_OF[object_type]} WHERE {where}", params)
         .fetchall()[0][0]
     )
@@ -849,7 +862,7 @@ def _property_definitions(ctx: SandboxContext, object_type: str) -> list[dict[st
     enum_values: dict[str, list[str]] = {}
     if object_type == "contacts":
         enum_values["lifecyclestage"] = list(ctx.store.lifecycle_stages)
-    cur = ctx.store.cursor()
+    cur = _cursor(ctx)
     for name in schema.columns:
         if name in _ENUM_VALUES[object_type] and name not in enum_values:
             enum_values[name] = [
@@ -956,7 +969,7 @@ def _pipelines(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
     if object_type == "deals":
         used = {
             r[0]
-            for r in ctx.store.cursor()
+            for r in _cursor(ctx)
             .execute("SELECT DISTINCT dealstage FROM deals WHERE dealstage IS NOT NULL")
             .fetchall()
         }
@@ -1013,7 +1026,7 @@ def _associations_batch_read(req: ApiRequest, ctx: SandboxContext) -> ApiRespons
     if len(wanted) > cfg.batch_read_max:
         return _bad_request(f"Batch input must contain at most {cfg.batch_read_max} inputs", headers)
     loser_to_survivor, _ = _merge_map(ctx)
-    cur = ctx.store.cursor()
+    cur = _cursor(ctx)
     links: dict[int, list[int]] = {}
     if from_type == "deals":
         rows = cur.execute(
