@@ -48,7 +48,20 @@ Planted truths (``store.truth.planted``, CONTRACTS §5)
   the creation). ``createdate`` converts back to the session's local date exactly.
 
 Determinism: one ``np.random.default_rng(seed)`` drawn in a fixed order, sessions in fixed 28-day chunks;
-``Store.fingerprint()`` hashes every table, and the same parameters give the same fingerprint.
+``Store.fingerprint()`` hashes every table, and the same parameters give the same fingerprint (whichever
+storage below holds them).
+
+Storage and speed
+-----------------
+``store.con`` is an in-memory DuckDB connection whose tables live in the catalog ``sandbox_store``
+(``Store.cursor()`` switches to it; views of the same names in the default catalog serve a bare
+``con.cursor()``). Small stores (up to 3 M sessions; demo: ~180 k sessions, ~10 k contacts, built in well
+under a second) use a compressed in-memory catalog and are generated once per parameter set, then copied
+from cached Arrow tables, so every ``build_store`` call gets an independent store. Larger ones (``large``:
+~18 M sessions, ~1 M contacts, ~110 k deals) are generated in 28-day chunks into a private temporary DuckDB
+file (compressed, buffer-managed; DuckDB memory limit 4 GB unless given) that ``Store.close()`` or garbage
+collection removes. With ``cache_dir`` (e.g. ``data/sandbox-cache``) the generated file is kept there and
+each store works on a private copy of it.
 """
 
 from __future__ import annotations
@@ -80,10 +93,12 @@ from connectors.sandbox.store_gen import (
     populate,
 )
 
-__all__ = ["PRESETS", "Preset", "Store", "StoreTruth", "build_store"]
+__all__ = ["DEFAULT_CACHE_DIR", "PRESETS", "Preset", "Store", "StoreTruth", "build_store"]
 
 TABLES = ("sessions", "contacts", "deals", "companies")
 STORE_CATALOG = "sandbox_store"
+# Where callers (sandbox CLI, benchmarks) keep generated large stores; git-ignored like all of data/.
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "data" / "sandbox-cache"
 _TABLE_KEYS = {"sessions": "session_id", "contacts": "id", "deals": "id", "companies": "id"}
 FUNNEL_STEPS = ("view_item", "add_to_cart", "begin_checkout", "purchase")
 
