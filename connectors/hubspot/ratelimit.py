@@ -128,9 +128,12 @@ class PortalRateLimiter:
             limit = number("x-hubspot-ratelimit-daily")
             if limit is not None:
                 self.daily_limit = limit
-            w = self._windows[bucket]
             max_requests = number("x-hubspot-ratelimit-max")
             interval_ms = number("x-hubspot-ratelimit-interval-milliseconds")
+            if bucket == SEARCH and interval_ms is not None and interval_ms > 2_000:
+                # A search answer that describes the ten-secondly window, not the search one.
+                bucket = GENERAL
+            w = self._windows[bucket]
             if (
                 max_requests
                 and interval_ms

@@ -240,3 +240,30 @@ def test_long_property_list_never_overflows_the_url(hs, shared_hs_store):
         props = json.loads(r["properties"])
         assert props["phone"] == phones[r["id"]]  # read through batch read
         assert "lifecyclestage" in props  # read through the list URL
+
+
+def test_a_custom_lifecycle_stage_is_discovered_and_extracted(hs, hs_store):
+    # Portals customise lifecycle stages (custom ones get numeric ids): the connector must find the
+    # stage's date property through the properties API, not from a list of its own.
+    store = hs_store
+    cur = store.cursor()
+    cur.execute("ALTER TABLE contacts ADD COLUMN hs_v2_date_entered_1234567 TIMESTAMP")
+    cur.execute(
+        "UPDATE contacts SET hs_v2_date_entered_1234567 = hs_v2_date_entered_lead + INTERVAL 1 DAY "
+        "WHERE id % 7 = 0 AND hs_v2_date_entered_lead IS NOT NULL"
+    )
+    truth = dict(
+        cur.execute(
+            "SELECT id::VARCHAR, hs_v2_date_entered_1234567 FROM contacts "
+            "WHERE NOT archived AND merged_into IS NULL AND hs_v2_date_entered_1234567 IS NOT NULL"
+        ).fetchall()
+    )
+    with hs.serve(store) as server:
+        client = hs.make_client(server)
+        assert "hs_v2_date_entered_1234567" in client.stage_date_properties()
+        rows = [r for r in hs.collect(client.extract("contacts")) if r["merged_into"] is None]
+    assert truth
+    got = {r["id"]: json.loads(r["properties"]).get("hs_v2_date_entered_1234567") for r in rows}
+    for cid, ts in truth.items():
+        assert got[cid] == _iso(ts)
+    assert sum(v is not None for v in got.values()) == len(truth)
