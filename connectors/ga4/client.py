@@ -60,6 +60,7 @@ class Ga4Settings:
     max_concurrent_requests: int = 3
     prefetch_pages: bool = True
     split_incomplete: bool = True
+    max_split_dimensions: int = 2  # after date, split one day by at most this many dimensions in turn
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def problems(self) -> list[str]:
@@ -446,11 +447,9 @@ class Ga4Client:
                 for half in window.halves():
                     yield from self._fetch_window(property_id, spec, half, extra, log, depth + 1)
                 return
-            values = self._split_values(property_id, spec, window, extra, log)
-            if values:
+            split_dim, values = self._split_values(property_id, spec, window, extra, log)
+            if split_dim is not None:
                 log.add("splits")
-                split_dim = spec.split_by
-                assert split_dim is not None
                 for value in values:
                     yield from self._fetch_window(
                         property_id, spec, window, {**extra, split_dim: (value,)}, log, depth + 1
@@ -466,32 +465,36 @@ class Ga4Client:
         window: DateWindow,
         extra: Mapping[str, tuple[str, ...]],
         log: _ReportLog,
-    ) -> list[str]:
-        """Values of the split dimension for a one-day window, or [] if it cannot be split by it."""
-        split_dim = spec.split_by
-        if split_dim is None or split_dim in extra:
-            return []
-        values: list[str] = []
-        offset = 0
-        while True:
-            request = self._request(
-                property_id,
-                spec,
-                window,
-                extra,
-                offset,
-                self.settings.page_size,
-                dimensions=[split_dim],
-                metrics=[spec.metrics[0]],
-            )
-            response = self._run(property_id, spec.name, request, log)
-            if response.metadata.data_loss_from_other_row:
-                return []
-            values.extend(row.dimension_values[0].value for row in response.rows)
-            offset += len(response.rows)
-            if offset >= response.row_count or not response.rows:
-                break
-        return values if len(values) > 1 else []
+    ) -> tuple[str | None, list[str]]:
+        """The next dimension to split a one-day window by and its values, or (None, []) when no
+        split is left (``max_split_dimensions`` used, or the values themselves fold into "(other)")."""
+        used = [d for d in extra if d in spec.split_order()]
+        if len(used) >= self.settings.max_split_dimensions:
+            return None, []
+        for split_dim in [d for d in spec.split_order() if d not in extra]:
+            values: list[str] = []
+            offset = 0
+            while True:
+                request = self._request(
+                    property_id,
+                    spec,
+                    window,
+                    extra,
+                    offset,
+                    self.settings.page_size,
+                    dimensions=[split_dim],
+                    metrics=[spec.metrics[0]],
+                )
+                response = self._run(property_id, spec.name, request, log)
+                if response.metadata.data_loss_from_other_row:
+                    return None, []
+                values.extend(row.dimension_values[0].value for row in response.rows)
+                offset += len(response.rows)
+                if offset >= response.row_count or not response.rows:
+                    break
+            if len(values) > 1:  # one value would split nothing: try the next dimension
+                return split_dim, values
+        return None, []
 
     def _stream_pages(
         self,

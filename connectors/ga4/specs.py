@@ -77,10 +77,16 @@ class ReportSpec:
 
     @property
     def split_by(self) -> str | None:
+        order = self.split_order()
+        return order[0] if order else None
+
+    def split_order(self) -> list[str]:
+        """Dimensions to split a one-day request by, in turn: ``split_dimension`` first, then the
+        others (not ``date``, not one the spec already pins to a single value)."""
+        rest = [d for d in self.dimensions if d != "date" and len(self.filters.get(d, ())) != 1]
         if self.split_dimension:
-            return self.split_dimension
-        rest = [d for d in self.dimensions if d != "date"]
-        return rest[0] if rest else None
+            rest = [self.split_dimension] + [d for d in rest if d != self.split_dimension]
+        return rest
 
     def dimension_filter(self, extra: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, Any] | None:
         """The GA4 FilterExpression (REST JSON shape) for this spec's filters plus ``extra``."""
