@@ -84,6 +84,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from connectors.sandbox import store_gen
 from connectors.sandbox import store_model as m
 from connectors.sandbox.store_gen import (
     EVENT_COLUMNS,
@@ -441,8 +442,17 @@ def _expose_in_default_catalog(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE VIEW memory.main.{name} AS SELECT * FROM {STORE_CATALOG}.main.{name}")
 
 
+@functools.cache
+def _generator_digest() -> str:
+    """Hash of the generator's source: a cached file from an older model is never reused."""
+    digest = hashlib.sha256()
+    for module in (store_gen, m):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return digest.hexdigest()
+
+
 def _cache_file(cache_dir: Path, preset: Preset, params: GenParams) -> Path:
-    key = hashlib.sha256(repr(params).encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{params!r}|{duckdb.__version__}|{_generator_digest()}".encode()).hexdigest()[:12]
     return cache_dir / f"store-{preset.name}-seed{params.seed}-{params.end_date.isoformat()}-{key}.duckdb"
 
 
