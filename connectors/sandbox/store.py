@@ -126,8 +126,10 @@ PRESETS: dict[str, Preset] = {
 # File-backed (large) stores get this DuckDB memory limit unless the caller sets one: heavy report queries
 # spill to the store's private temporary directory instead of growing the process.
 FILE_STORE_MEMORY_LIMIT = "4GB"
+# Stores up to this many sessions live in memory; larger ones in a private temporary file.
+_IN_MEMORY_MAX_SESSIONS = 3_000_000
 # Stores up to this many sessions are generated once per parameter set and kept (as Arrow) in memory.
-_MEMORY_CACHE_MAX_SESSIONS = 3_000_000
+_ARROW_CACHE_MAX_SESSIONS = 1_000_000
 
 
 class StoreTruth:
@@ -488,7 +490,7 @@ def build_store(
         bulk_import_contacts=int(resolved.bulk_import_contacts),
         companies=resolved.companies,
     )
-    small = resolved.days * resolved.sessions_per_day <= _MEMORY_CACHE_MAX_SESSIONS
+    expected_sessions = resolved.days * resolved.sessions_per_day
     private_dir: str | None = None
     if cache_dir is not None:
         path = _ensure_cache_file(Path(cache_dir), resolved, params)
@@ -497,9 +499,9 @@ def build_store(
         private = Path(private_dir) / "store.duckdb"
         shutil.copyfile(path, private)
         con = _new_connection(memory_limit or FILE_STORE_MEMORY_LIMIT, private)
-    elif small:
+    elif expected_sessions <= _IN_MEMORY_MAX_SESSIONS:
         con = _new_connection(memory_limit)
-        if cache:
+        if cache and expected_sessions <= _ARROW_CACHE_MAX_SESSIONS:
             _load_tables(con, _cached_tables(params))
         else:
             populate(con, params)

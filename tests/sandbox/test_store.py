@@ -246,6 +246,22 @@ def test_cached_builds_are_independent_connections(store):
     assert twin.fingerprint() != store.fingerprint()
 
 
+def test_cursors_per_thread_and_bare_cursors(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = store.row_counts()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: store.row_counts(), range(8)))
+    assert all(r == expected for r in results)
+    # A bare cursor of the connection (default catalog) sees the same tables and the events view.
+    bare = store.con.cursor()
+    assert bare.execute("SELECT count(*) FROM sessions").fetchall()[0][0] == expected["sessions"]
+    assert (
+        bare.execute("SELECT count(*) FROM events WHERE event_name = 'session_start'").fetchall()[0][0]
+        == (expected["sessions"])
+    )
+
+
 def test_cross_source_agreement_exact(store):
     ga4 = store.truth.ga4_leads_by_day_channel()
     crm = store.truth.contacts_created_by_day_channel()
