@@ -55,9 +55,10 @@ Storage and speed
 -----------------
 ``store.con`` is an in-memory DuckDB connection whose tables live in the catalog ``sandbox_store``
 (``Store.cursor()`` switches to it; views of the same names in the default catalog serve a bare
-``con.cursor()``). Small stores (up to 3 M sessions; demo: ~180 k sessions, ~10 k contacts, built in well
-under a second) use a compressed in-memory catalog and are generated once per parameter set, then copied
-from cached Arrow tables, so every ``build_store`` call gets an independent store. Larger ones (``large``:
+``con.cursor()``). Stores up to 3 M sessions use a compressed in-memory catalog; those up to 1 M sessions
+(demo: ~180 k sessions, ~10 k contacts, about a second to generate) are generated once per parameter set and
+then copied from cached Arrow tables (~0.2 s), so every ``build_store`` call still gets an independent store
+(``touch_contacts`` on one never shows in another). Larger ones (``large``:
 ~18 M sessions, ~1 M contacts, ~110 k deals) are generated in 28-day chunks into a private temporary DuckDB
 file (compressed, buffer-managed; DuckDB memory limit 4 GB unless given) that ``Store.close()`` or garbage
 collection removes. With ``cache_dir`` (e.g. ``data/sandbox-cache``) the generated file is kept there and
