@@ -185,7 +185,11 @@ def _parse_model(path: Path) -> Model:
     for line in path.read_text(encoding="utf-8").splitlines():
         key, _, text = line[3:].partition(":")
         key = key.strip()
-        if in_header and line.startswith("-- ") and (key in ("model", "partition", "table") or key.startswith("column ")):
+        if (
+            in_header
+            and line.startswith("-- ")
+            and (key in ("model", "partition", "table") or key.startswith("column "))
+        ):
             if key.startswith("column "):
                 columns[key.removeprefix("column ").strip()] = text.strip()
             else:
@@ -448,7 +452,7 @@ def _stats_columns(model: Model, counts: pa.Table, gate: stats.MinimumSample) ->
 
 
 def _run_stats_model(con: duckdb.DuckDBPyConnection, model: Model, gate: stats.MinimumSample) -> None:
-    counts = con.execute(model.select_sql).to_arrow_table()
+    counts = con.sql(model.select_sql).to_arrow_table()
     table = _stats_columns(model, counts, gate)
     order = [c for c in model.column_comments if c in table.column_names]
     missing = [c for c in table.column_names if c not in model.column_comments]
@@ -582,23 +586,29 @@ def build_all(
     dates: Iterable[dt.date | str] | None = None,
     time_zone: str | None = None,
     lead_event_name: str = "generate_lead",
+    unsettled_days: int = 2,
     gate: stats.MinimumSample = DEFAULT_GATE,
 ) -> BuildResult:
     """Build staging and marts from raw, fully (`dates=None`) or for the given partition dates.
 
     `catalog` and `channel_mapping` are validated objects (transforms.catalog.load_*). The reporting
     time zone is `time_zone` or the one recorded for the GA4 property (raw_load.record_ga4_property).
+    `unsettled_days`: GA4 revises its most recent days (about 48 h), so the windows of segment_summary
+    and micro_macro_lift end that many days before the last GA4 date (daily marts keep every day).
     """
+    if isinstance(unsettled_days, bool) or not isinstance(unsettled_days, int) or unsettled_days < 0:
+        raise BuildError(f"unsettled_days must be a whole number >= 0, not {unsettled_days!r}")
     if not isinstance(catalog, Catalog) or not isinstance(channel_mapping, ChannelMapping):
         raise BuildError(
             "build_all needs a Catalog and a ChannelMapping from transforms.catalog.load_catalog/load_channel_mapping"
         )
     zone = _resolve_time_zone(con, time_zone)
-    fingerprint = _config_fingerprint(catalog, channel_mapping, zone, lead_event_name)
+    fingerprint = _config_fingerprint(catalog, channel_mapping, zone, f"{lead_event_name}|{unsettled_days}")
     requested = None if dates is None else _dates_param(dates)
 
     con.execute("BEGIN TRANSACTION")
     try:
+        con.execute("SET VARIABLE sw_unsettled_days = ?", [unsettled_days])
         result = _build(con, catalog, channel_mapping, requested, zone, lead_event_name, fingerprint, gate)
     except BaseException:
         con.execute("ROLLBACK")

@@ -302,35 +302,41 @@ def upsert_hubspot_objects(
             if batch_table.num_rows == 0:
                 continue
             _check_source_column(batch_table, "portal_id", str(portal_id), f"HubSpot {object_type}")
-            for needed in ("id", "updated_at"):
+            for needed in ("id", "updated_at", "properties"):
                 if needed not in batch_table.column_names:
                     raise RawLoadError(f"HubSpot {object_type} batch has no '{needed}' column")
             _ensure_table(con, table, batch_table, metadata_types)
             con.register(_BATCH_VIEW, batch_table)
             try:
-                # Drop stored versions the batch supersedes; keep stored ones that are strictly newer.
+                # The newest version per id within the batch; a stored version strictly newer wins.
+                # Properties the incoming version does not carry keep their stored value (an
+                # archived-pass record, for one, carries only ids and dates).
                 con.execute(
                     f"""
-                    DELETE FROM raw.{table} AS t
-                    USING (SELECT id, max(updated_at) AS updated_at FROM {_BATCH_VIEW} GROUP BY id) AS b
-                    WHERE t.portal_id = ? AND t.id = b.id
-                      AND (t.updated_at IS NULL OR b.updated_at IS NULL OR t.updated_at <= b.updated_at)
-                    """,
-                    [str(portal_id)],
+                    CREATE OR REPLACE TEMP TABLE _sw_incoming AS
+                    SELECT b.* REPLACE (
+                        CASE WHEN t.properties IS NULL THEN b.properties
+                             ELSE CAST(json_merge_patch(t.properties, b.properties) AS VARCHAR) END AS properties)
+                    FROM (
+                        SELECT * FROM {_BATCH_VIEW}
+                        QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST) = 1
+                    ) AS b
+                    LEFT JOIN raw.{table} AS t ON t.portal_id = b.portal_id AND t.id = b.id
+                    WHERE t.id IS NULL OR t.updated_at IS NULL OR b.updated_at IS NULL OR t.updated_at <= b.updated_at
+                    """
                 )
             finally:
                 con.unregister(_BATCH_VIEW)
-            rows += _insert_batch(
-                con,
-                table,
-                batch_table,
-                metadata,
-                select_suffix=(
-                    f"AS b WHERE NOT EXISTS (SELECT 1 FROM raw.{table} AS t "
-                    f"WHERE t.portal_id = b.portal_id AND t.id = b.id) "
-                    "QUALIFY row_number() OVER (PARTITION BY b.id ORDER BY b.updated_at DESC NULLS LAST) = 1"
-                ),
+            con.execute(
+                f"DELETE FROM raw.{table} AS t USING _sw_incoming AS b WHERE t.portal_id = b.portal_id AND t.id = b.id"
             )
+            meta_cols = ", ".join(f'? AS "{name}"' for name in metadata)
+            inserted = con.execute(
+                f"INSERT INTO raw.{table} BY NAME SELECT *, {meta_cols} FROM _sw_incoming",
+                list(metadata.values()),
+            ).fetchall()
+            rows += int(inserted[0][0])
+        con.execute("DROP TABLE IF EXISTS _sw_incoming")
     return rows
 
 

@@ -2,7 +2,7 @@
 -- partition: stats
 -- table: Which micro conversions lead to macro conversions: for each micro conversion, the macro rate of those who did it against those who did not, with a Katz 95 % interval of the ratio, a two-sided test (pooled z, or Fisher's exact for small expected counts), Benjamini-Hochberg q-values within each basis, and a rank by the lower bound of the lift interval. Basis 'contact' (HubSpot): people, namely contacts created in the window who did the micro conversion vs those who did not, reaching any HubSpot macro conversion (customer, closed-won deal) by now. Basis 'segment_day' (GA4, where only aggregates exist): NOT people but cells of one date x property x channel x device x country x visitor type; users of cells where the micro conversion occurred vs users of cells where it did not, and the share of them with the macro conversion that day: an ecological comparison that shows association at cell level, weaker evidence than the contact basis. Process milestones of a funnel that ends in the macro (e.g. add_to_cart before purchase, opportunity before customer) are prerequisites, not levers: they are reported but neither tested for q-values nor ranked.
 -- column window_start: First date of the window (property-local).
--- column window_end: Last date of the window.
+-- column window_end: Last date of the window: the last GA4 date minus the days GA4 still revises (unsettled_days, default 2).
 -- column basis: 'contact' (HubSpot contacts) or 'segment_day' (GA4 date x segment cells; see the table comment).
 -- column micro_conversion: Catalog micro conversion.
 -- column kind: 'process_milestone' or 'secondary_action'.
@@ -28,7 +28,9 @@
 -- column gate_reason: Why the row was not tested; NULL when tested.
 -- column rank: 1 = leads most strongly to the macro: order of lift_ci_low (highest first) among the tested rows of the basis.
 WITH bounds AS (
-    SELECT min(date) AS window_start, max(date) AS window_end FROM staging.ga4_web_sessions
+    -- GA4 still revises its most recent days: the window ends before them (build setting unsettled_days).
+    SELECT min(date) AS window_start, max(date) - CAST(getvariable('sw_unsettled_days') AS INTEGER) AS window_end
+    FROM staging.ga4_web_sessions
 ),
 macro_funnels AS (
     SELECT DISTINCT source_system, funnel_name FROM staging.conversion_catalog

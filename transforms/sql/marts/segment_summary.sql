@@ -2,7 +2,7 @@
 -- partition: stats
 -- table: Which segments are most receptive: per window, conversion and segment value, the conversion rate with its Wilson 95 % interval, the lift against the REST of the traffic (all other values of the same dimension) with a Katz 95 % interval, a two-sided test (pooled two-proportion z-test, Fisher's exact when an expected count is below 5), Benjamini-Hochberg q-values across the values of one dimension for one conversion (the family tested together), a minimum-sample gate and a rank by the lower bound of the lift interval. GA4 rows by channel, device, country and visitor type count user-days (each day's users of the segment, summed over the window) and users converting that day; GA4 rows by landing page and campaign count sessions and purchases; HubSpot rows count contacts created in the window and those who reached the conversion by now. Formulas: transforms/STATISTICS.md.
 -- column window_start: First date of the window (property-local).
--- column window_end: Last date of the window.
+-- column window_end: Last date of the window: the last GA4 date minus the days GA4 still revises (unsettled_days, default 2).
 -- column source_system: 'ga4' or 'hubspot'.
 -- column tier: 'micro' or 'macro'.
 -- column conversion_name: Catalog conversion, or 'all' (HubSpot: any macro conversion).
@@ -28,7 +28,9 @@
 -- column gate_reason: Why the row was not tested (too few units in segment or rest, or too few conversions); NULL when tested.
 -- column rank: 1 = most receptive: order of lift_ci_low (highest first) among the tested rows of the family.
 WITH bounds AS (
-    SELECT min(date) AS window_start, max(date) AS window_end FROM staging.ga4_web_sessions
+    -- GA4 still revises its most recent days: the window ends before them (build setting unsettled_days).
+    SELECT min(date) AS window_start, max(date) - CAST(getvariable('sw_unsettled_days') AS INTEGER) AS window_end
+    FROM staging.ga4_web_sessions
 ),
 ga4 AS (
     SELECT 'ga4' AS source_system, s.tier, s.conversion_name, s.segment_dimension, s.segment_value, s.unit,
