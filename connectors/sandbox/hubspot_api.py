@@ -383,18 +383,14 @@ _cursors = threading.local()
 
 def _cursor(ctx: SandboxContext) -> Any:
     """One DuckDB cursor per server thread and store (opening one per query costs more than a page)."""
-    key = id(ctx.store)
-    cached = getattr(_cursors, "by_store", None)
-    if cached is None:
-        cached = _cursors.by_store = {}
-    cur = cached.get(key)
-    if cur is None:
-        cur = cached[key] = ctx.store.cursor()
-    return cur
+    held = getattr(_cursors, "held", None)
+    if held is None or held[0] is not ctx.store:
+        held = _cursors.held = (ctx.store, ctx.store.cursor())
+    return held[1]
 
 
 def _live_ids(ctx: SandboxContext, object_type: str, archived: bool) -> np.ndarray:
-    """Sorted ids a list request pages over; cached until the table's shape changes."""
+    """Sorted ids a list request pages over, cached per store (see ``_fingerprint``)."""
     cache = _state(ctx)["cache"]
     fp = _fingerprint(ctx, object_type)
     key = ("ids", object_type, archived)
