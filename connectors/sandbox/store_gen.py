@@ -202,23 +202,25 @@ def _sessions_chunk(
 
     purchase = purchase_ind * (1 + (rng.random(n) < 0.03))
     begin_checkout = checkout_ind * (np.maximum(purchase, 1) + (rng.random(n) < 0.1))
-    add_to_cart = cart_ind * (np.maximum(begin_checkout, 1) + rng.poisson(0.4, n))
-    view_item = view_ind * (np.maximum(add_to_cart, 1) + rng.poisson(1.5, n))
+    add_to_cart = cart_ind * (np.maximum(begin_checkout, 1) + rng.poisson(0.4, size=n))
+    view_item = view_ind * (np.maximum(add_to_cart, 1) + rng.poisson(1.5, size=n))
     add_to_wishlist = wish * (1 + (rng.random(n) < 0.15))
-    search = (rng.random(n) < m.SEARCH_RATE) * (1 + rng.poisson(0.8, n))
-    view_size_chart = (view_ind & (rng.random(n) < m.SIZE_CHART_RATE)) * (1 + rng.poisson(0.3, n))
+    search = (rng.random(n) < m.SEARCH_RATE) * (1 + rng.poisson(0.8, size=n))
+    view_size_chart = (view_ind & (rng.random(n) < m.SIZE_CHART_RATE)) * (1 + rng.poisson(0.3, size=n))
     sign_up = (rng.random(n) < m.SIGN_UP_RATE).astype(np.int64)
-    file_download = (rng.random(n) < m.FILE_DOWNLOAD_RATE) * (1 + rng.poisson(0.2, n))
+    file_download = (rng.random(n) < m.FILE_DOWNLOAD_RATE) * (1 + rng.poisson(0.2, size=n))
     write_review = (rng.random(n) < m.WRITE_REVIEW_RATE).astype(np.int64)
-    share = (rng.random(n) < m.SHARE_RATE) * (1 + rng.poisson(0.2, n))
+    share = (rng.random(n) < m.SHARE_RATE) * (1 + rng.poisson(0.2, size=n))
     p_lead = params.lead_rate * m.LEAD_CHANNEL_MULT[channel] / _lead_norm()
     lead = rng.random(n) < p_lead
     lead_form = rng.choice(len(m.LEAD_FORMS), size=n, p=m.LEAD_FORM_WEIGHTS).astype(np.int8)
-    unit_cents = np.round(np.exp(rng.normal(m.REVENUE_LOG_MEAN, m.REVENUE_LOG_SD, n)) * 100).astype(np.int64)
+    unit_cents = np.round(np.exp(rng.normal(m.REVENUE_LOG_MEAN, m.REVENUE_LOG_SD, size=n)) * 100).astype(
+        np.int64
+    )
     revenue_cents = purchase * unit_cents
     any_action = view_ind | (search > 0) | lead | (sign_up > 0) | (file_download > 0) | (share > 0)
     engaged = any_action | (rng.random(n) < m.ENGAGED_BASE)
-    page_views = 1 + engaged * rng.poisson(2.5, n) + view_item
+    page_views = 1 + engaged * rng.poisson(2.5, size=n) + view_item
 
     session_id = state.next_session_id + np.arange(n, dtype=np.int64)
     state.next_session_id += n
@@ -345,21 +347,22 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
     create_events_view(con)
 
 
-def _populate_crm(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, params: GenParams, state) -> None:
+def _populate_crm(
+    con: duckdb.DuckDBPyConnection, rng: np.random.Generator, params: GenParams, state: _UserState
+) -> None:
     leads = {k: np.concatenate([p[k] for p in state.lead_parts]) for k in state.lead_parts[0]}
     state.lead_parts.clear()
-    n = leads["session_id"].shape[0]
+    n = int(leads["session_id"].shape[0])
     end_s = _epoch_s(end_instant_utc(params.end_date))
 
     # Local session start -> UTC with DuckDB's ICU rules, the same ones the truth helpers invert.
     con.register("lead_ts", pa.table({"ts": pa.array(leads["ts"], pa.timestamp("s"))}))
-    created = (
+    created: np.ndarray = np.asarray(
         con.execute(
             "SELECT epoch(timezone('UTC', timezone($tz, ts::TIMESTAMP)))::BIGINT AS s FROM lead_ts",
             {"tz": m.TIME_ZONE},
-        )
-        .fetchnumpy()["s"]
-        .astype(np.int64)
+        ).fetchnumpy()["s"],
+        dtype=np.int64,
     )
     con.unregister("lead_ts")
 
@@ -371,7 +374,7 @@ def _populate_crm(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, para
     reach_sql = reach_mql & (u[:, 1] < prog[:, 1])
     reach_opp = reach_sql & (u[:, 2] < prog[:, 2])
     wins = reach_opp & (u[:, 3] < prog[:, 3])
-    d = rng.exponential(1.0, (n, 5))
+    d = rng.exponential(1.0, size=(n, 5))
     t_lead = created + np.where(newsletter, 60 + (d[:, 0] * m.NEWSLETTER_TO_LEAD_MEAN).astype(np.int64), 0)
     t_mql = t_lead + 3600 + (d[:, 1] * m.LEAD_TO_MQL_MEAN).astype(np.int64)
     t_sql = t_mql + 600 + (d[:, 2] * m.MQL_TO_SQL_MEAN).astype(np.int64)
@@ -394,9 +397,9 @@ def _populate_crm(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, para
         default=created,
     )
 
-    n_conv = 1 + rng.poisson(0.3, n)
+    n_conv = 1 + rng.poisson(0.3, size=n)
     lm_base = np.minimum(
-        last_stage_s + (rng.exponential(1.0, n) * m.LASTMOD_AFTER_MEAN).astype(np.int64), end_s - 1
+        last_stage_s + (rng.exponential(1.0, size=n) * m.LASTMOD_AFTER_MEAN).astype(np.int64), end_s - 1
     )
     recent_s = np.where(n_conv > 1, created + (rng.random(n) * (lm_base - created)).astype(np.int64), created)
     recent_form = np.where(n_conv > 1, rng.choice(len(m.LEAD_FORMS), size=n, p=m.LEAD_FORM_WEIGHTS), form)
@@ -409,7 +412,7 @@ def _populate_crm(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, para
     ids = 10_000_001 + np.arange(n, dtype=np.int64)
     live = np.flatnonzero(~archived & ~merged)
     merged_into = np.zeros(n, dtype=np.int64)
-    merged_into[merged] = ids[live[rng.integers(0, live.size, int(merged.sum()))]]
+    merged_into[merged] = ids[live[rng.integers(0, live.size, size=int(merged.sum()))]]
 
     # A bulk import touched a block of live contacts at one instant (exercises the 10,000 search cap).
     bulk_s = end_s - 6 * 3600
@@ -420,11 +423,11 @@ def _populate_crm(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, para
     # lastmodifieddate never precedes a stage date; the bulk block was chosen among contacts already at rest.
     lastmod = np.maximum(lastmod, np.maximum(last_stage_s, recent_s))
 
-    first = rng.integers(0, len(m.FIRST_NAMES), n)
-    last = rng.integers(0, len(m.LAST_NAMES), n)
+    first = rng.integers(0, len(m.FIRST_NAMES), size=n)
+    last = rng.integers(0, len(m.LAST_NAMES), size=n)
     n_comp = params.companies if params.companies is not None else int(np.clip(n // 150, 20, 5_000))
     has_company = rng.random(n) < m.COMPANY_SHARE
-    company = 30_000_001 + rng.integers(0, n_comp, n)
+    company = 30_000_001 + rng.integers(0, n_comp, size=n)
 
     sub_valid = newsletter
     contacts = pa.table(
@@ -504,18 +507,18 @@ def _populate_crm(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, para
 
     # Deals: one per contact that entered opportunity.
     opp = np.flatnonzero(in_opp)
-    k = opp.size
+    k = int(opp.size)
     frac = np.clip((end_s - t_opp[opp]) / np.maximum(t_close[opp] - t_opp[opp], 1), 0.0, 0.999)
     open_stage = (frac * len(m.DEAL_OPEN_STAGES)).astype(np.int8)
     deal_stage = np.where(
         closed[opp], np.where(wins[opp], len(m.DEAL_OPEN_STAGES), len(m.DEAL_OPEN_STAGES) + 1), open_stage
     ).astype(np.int8)
-    amount_cents = np.round(np.exp(rng.normal(m.DEAL_AMOUNT_LOG_MEAN, m.DEAL_AMOUNT_LOG_SD, k)) * 100).astype(
-        np.int64
-    )
+    amount_cents = np.round(
+        np.exp(rng.normal(m.DEAL_AMOUNT_LOG_MEAN, m.DEAL_AMOUNT_LOG_SD, size=k)) * 100
+    ).astype(np.int64)
     deal_lm = np.where(
         closed[opp],
-        np.minimum(t_close[opp] + (rng.exponential(1.0, k) * 3600).astype(np.int64), end_s - 1),
+        np.minimum(t_close[opp] + (rng.exponential(1.0, size=k) * 3600).astype(np.int64), end_s - 1),
         t_opp[opp] + (rng.random(k) * (end_s - 1 - t_opp[opp])).astype(np.int64),
     )
     deals = pa.table(
@@ -558,14 +561,16 @@ def _populate_crm(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, para
         start_s - 365 * m.DAY + (rng.random(n_comp) * (end_s - 1 - (start_s - 365 * m.DAY))).astype(np.int64)
     )
     c_lm = c_created + (rng.random(n_comp) * (end_s - 1 - c_created)).astype(np.int64)
-    word = rng.integers(0, len(m.COMPANY_WORDS), n_comp)
-    suffix = rng.integers(0, len(m.COMPANY_SUFFIXES), n_comp)
+    word = rng.integers(0, len(m.COMPANY_WORDS), size=n_comp)
+    suffix = rng.integers(0, len(m.COMPANY_SUFFIXES), size=n_comp)
     companies = pa.table(
         {
             "id": 30_000_001 + np.arange(n_comp, dtype=np.int64),
             "word": _dict_array(word, m.COMPANY_WORDS),
             "suffix": _dict_array(suffix, m.COMPANY_SUFFIXES),
-            "country": _dict_array(rng.choice(len(m.COUNTRIES), n_comp, p=m.COUNTRY_WEIGHTS), m.COUNTRIES),
+            "country": _dict_array(
+                rng.choice(len(m.COUNTRIES), size=n_comp, p=m.COUNTRY_WEIGHTS), m.COUNTRIES
+            ),
             "createdate": _ts_array(c_created),
             "lm": _ts_array(c_lm),
             "archived": rng.random(n_comp) < 0.01,
