@@ -218,6 +218,72 @@ class StoreTruth:
             "avg((hs_v2_date_entered_customer IS NOT NULL)::INT) AS rate FROM contacts GROUP BY ALL ORDER BY form"
         )
 
+    def crm_funnel_by_day_channel(self) -> pd.DataFrame:
+        """Web -> CRM per property-local date and channel: sessions and leads (GA4 view), and contacts that
+        entered each lifecycle stage on that local date (all contacts, archived and merged included; channel
+        from hs_analytics_source), deals won on that date and their amount."""
+        stage_counts = ", ".join(
+            f"count(*) FILTER (stage = '{stage}')::BIGINT AS {alias}"
+            for stage, alias in (
+                ("lead", "leads_entered"),
+                ("marketingqualifiedlead", "mql"),
+                ("salesqualifiedlead", "sql"),
+                ("opportunity", "opportunities"),
+                ("customer", "customers"),
+            )
+        )
+        return self._df(
+            f"""
+            WITH src_map AS (SELECT unnest($sources) AS hs_source, unnest($channels) AS channel),
+            contact_channel AS (
+                SELECT c.*, s.channel FROM contacts c JOIN src_map s ON s.hs_source = c.hs_analytics_source
+            ),
+            stage_entries AS (
+                UNPIVOT (
+                    SELECT id, channel, hs_v2_date_entered_lead AS "lead",
+                        hs_v2_date_entered_marketingqualifiedlead AS marketingqualifiedlead,
+                        hs_v2_date_entered_salesqualifiedlead AS salesqualifiedlead,
+                        hs_v2_date_entered_opportunity AS opportunity, hs_v2_date_entered_customer AS customer
+                    FROM contact_channel
+                ) ON "lead", marketingqualifiedlead, salesqualifiedlead, opportunity, customer
+                INTO NAME stage VALUE entered_at
+            ),
+            stages AS (
+                SELECT timezone($tz, timezone('UTC', entered_at))::DATE AS date, channel, {stage_counts}
+                FROM stage_entries GROUP BY ALL
+            ),
+            created AS (
+                SELECT timezone($tz, timezone('UTC', createdate))::DATE AS date, channel,
+                    count(*)::BIGINT AS contacts_created
+                FROM contact_channel GROUP BY ALL
+            ),
+            won AS (
+                SELECT timezone($tz, timezone('UTC', d.closedate))::DATE AS date, c.channel,
+                    count(*)::BIGINT AS deals_won, sum(d.amount) AS won_amount
+                FROM deals d JOIN contact_channel c ON c.id = d.contact_id
+                WHERE d.dealstage = 'closedwon' GROUP BY ALL
+            ),
+            web AS (
+                SELECT date, channel, count(*)::BIGINT AS sessions, sum(generate_lead)::BIGINT AS ga4_leads
+                FROM sessions GROUP BY ALL
+            ),
+            keys AS (
+                SELECT date, channel FROM web UNION SELECT date, channel FROM stages
+                UNION SELECT date, channel FROM won
+            )
+            SELECT k.date, k.channel, coalesce(w.sessions, 0) AS sessions, coalesce(w.ga4_leads, 0) AS ga4_leads,
+                coalesce(c.contacts_created, 0) AS contacts_created,
+                coalesce(s.leads_entered, 0) AS leads_entered, coalesce(s.mql, 0) AS mql, coalesce(s.sql, 0) AS sql,
+                coalesce(s.opportunities, 0) AS opportunities, coalesce(s.customers, 0) AS customers,
+                coalesce(d.deals_won, 0) AS deals_won, coalesce(d.won_amount, 0) AS won_amount
+            FROM keys k
+            LEFT JOIN web w USING (date, channel) LEFT JOIN created c USING (date, channel)
+            LEFT JOIN stages s USING (date, channel) LEFT JOIN won d USING (date, channel)
+            ORDER BY k.date, k.channel
+            """,
+            {"sources": list(m.HS_SOURCES), "channels": list(m.CHANNELS), "tz": m.TIME_ZONE},
+        )
+
 
 def _session_dimension(name: str) -> str:
     allowed = {

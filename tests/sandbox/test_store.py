@@ -286,6 +286,22 @@ def test_cross_source_agreement_exact(store):
     assert scalar(store, "SELECT count(*) FROM contacts WHERE archived OR merged_into IS NOT NULL") > 0
 
 
+def test_crm_funnel_truth(store):
+    funnel = store.truth.crm_funnel_by_day_channel()
+    counts = store.row_counts()
+    assert (funnel["ga4_leads"] == funnel["contacts_created"]).all()
+    assert (funnel["customers"] == funnel["deals_won"]).all()  # customer date == close date of the won deal
+    assert (
+        funnel["sessions"].sum() == counts["sessions"]
+        and funnel["contacts_created"].sum() == counts["contacts"]
+    )
+    assert funnel["opportunities"].sum() == counts["deals"]
+    totals = funnel[["leads_entered", "mql", "sql", "opportunities", "customers"]].sum()
+    assert totals.is_monotonic_decreasing and totals["customers"] > 100
+    won = scalar(store, "SELECT sum(amount) FROM deals WHERE dealstage = 'closedwon'")
+    assert abs(float(funnel["won_amount"].sum()) - float(won)) < 0.01
+
+
 def test_hs_analytics_source_is_bijective_with_channel(store):
     pairs = q(
         store,
