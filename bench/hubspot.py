@@ -55,7 +55,10 @@ def _serve(preset: str, rate: int, interval_ms: int, search_per_second: int) -> 
             touched = store.touch_contacts(fraction=float(command[1]))
             print(json.dumps({"touched": len(touched)}), flush=True)
         elif command[0] == "counters":
-            print(json.dumps(server.counters()), flush=True)
+            import resource
+
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(json.dumps({**server.counters(), "sandbox_peak_rss_mb": round(peak_mb)}), flush=True)
     server.stop()
 
 
@@ -166,6 +169,7 @@ def measure(preset: str = "large", rate: int = BENCH_RATE, interval_ms: int = BE
         "server_429": counters.get("hubspot.status.429", 0),
         "server_requests": counters.get("hubspot.requests", 0),
         "limiter_wait_seconds": round(sum(e["wait_seconds"] for e in full_log), 1),
+        "sandbox_peak_rss_mb": counters.get("sandbox_peak_rss_mb"),
     }
 
 
@@ -176,7 +180,8 @@ def run(results: dict) -> None:
         f"at a sandbox rate of {m['rate_requests_per_second']:.0f} requests/s ({BENCH_RATE} per "
         f"{BENCH_INTERVAL_MS / 1000:.0f} s); incremental after touching {m['touched']:,}: "
         f"{m['incremental_records']:,} records, {m['incremental_requests']} requests, "
-        f"{m['incremental_splits']} splits; 429s {m['http_429']} (server counted {m['server_429']})",
+        f"{m['incremental_splits']} splits; 429s {m['http_429']} (server counted {m['server_429']}); "
+        f"sandbox built in {m['sandbox_build_seconds']}s, peak RSS {m['sandbox_peak_rss_mb']} MB",
         flush=True,
     )
     total_requests = m["full_requests"] + m["incremental_requests"]

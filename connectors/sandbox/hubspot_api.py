@@ -97,7 +97,6 @@ SEARCH_OPERATORS = {
 class HubSpotSandboxConfig:
     """Live settings of the fake HubSpot API (``server.config.hubspot``); tests may change fields."""
 
-    portal_id: int = 24_681_357
     general_max: int = 100  # requests per rolling interval (private app, Free/Starter)
     general_interval_ms: int = 10_000
     search_per_second: int = 4
