@@ -1315,7 +1315,14 @@ def run_export(
             period_end = dt.date.fromisoformat(period_end)
         except ValueError as exc:
             raise ExportError(f"period_end {period_end!r} is not a date; use YYYY-MM-DD") from exc
-    con = duckdb.connect(str(analyst_path), read_only=True)
+    if analyst_path.stem.lower() in ("marts", "main", "system", "temp"):
+        # A file named like a schema makes `marts.x` ambiguous; attach it under a neutral name instead.
+        con = duckdb.connect()
+        literal = str(analyst_path).replace("'", "''")
+        con.execute(f"ATTACH '{literal}' AS stepwise_analyst (READ_ONLY)")
+        con.execute("USE stepwise_analyst")
+    else:
+        con = duckdb.connect(str(analyst_path), read_only=True)
     try:
         check_marts(con)
         period = default_period(con, period_end, period_days)
