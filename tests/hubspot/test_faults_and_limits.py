@@ -180,6 +180,7 @@ def test_another_process_on_the_same_token_is_accounted_from_remaining(hs, share
         assert {r["id"] for r in results[i] if r["merged_into"] is None} == live
     assert clients[0].limiter.stats.adjustments + clients[1].limiter.stats.adjustments > 0
     served = counters["hubspot.bucket.general.served"]
-    # Uncoordinated, each would send at the full limit and about half the requests would be refused;
-    # learning of the other from Remaining keeps it to a few percent (observed 2-6 %).
+    # Two processes only learn of each other after the fact, so some 429s remain (observed 2-6 % here,
+    # 7.5 % in one trial with the header adjustment switched off); they are retried, and the loads are
+    # complete. The guarantee of no 429 at all holds within one process (the test above).
     assert counters.get("hubspot.bucket.general.429", 0) <= 0.15 * served
