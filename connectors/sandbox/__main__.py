@@ -27,11 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from connectors.sandbox.server import SandboxConfig, SandboxServer
-    from connectors.sandbox.store import build_store
+    from connectors.sandbox.store import DEFAULT_CACHE_DIR, build_store
 
     started = time.monotonic()
     print(f"building the {args.preset} store (seed {args.seed}) ...", flush=True)
-    store = build_store(args.preset, seed=args.seed, end_date=args.end_date)
+    # The large store takes tens of seconds to generate: keep it on disk between runs.
+    cache_dir = DEFAULT_CACHE_DIR if args.preset == "large" else None
+    store = build_store(args.preset, seed=args.seed, end_date=args.end_date, cache_dir=cache_dir)
     server = SandboxServer(store, SandboxConfig(seed=args.seed), port=args.port)
     stopping = threading.Event()
 
