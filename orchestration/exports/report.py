@@ -478,6 +478,10 @@ def _funnels(con: duckdb.DuckDBPyConnection, period: Period, tiers: dict[str, st
 
 def _trends(con: duckdb.DuckDBPyConnection, period: Period, catalog: list[dict]) -> dict[str, list[dict]]:
     window_start = period.end - dt.timedelta(days=period.days * TREND_PERIODS - 1)
+    # Days before the marts begin are unknown, not zero: the lines start where the data does.
+    (first_day,) = con.execute("SELECT min(date) FROM marts.web_sessions_daily").fetchall()[0]
+    if first_day is not None and first_day > window_start:
+        window_start = min(first_day, period.start)
     rows = _rows(
         con,
         """WITH days AS (SELECT d::DATE AS date FROM generate_series($ws::DATE, $e::DATE, INTERVAL 1 DAY) t(d)),
