@@ -136,11 +136,11 @@ CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, i) AS true;
 CREATE OR REPLACE TEMP MACRO sw_in_deals(p, i) AS true;
 """
 INCREMENTAL_SCOPE_SQL = """
-CREATE OR REPLACE TEMP MACRO sw_in_dates(d) AS d IN (SELECT date FROM sw_scope_dates);
+CREATE OR REPLACE TEMP MACRO sw_in_dates(d) AS d IN (SELECT scope_date FROM sw_scope_dates);
 CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, i) AS
-    EXISTS (SELECT 1 FROM sw_scope_contacts AS s WHERE s.portal_id = p AND s.contact_id = i);
+    EXISTS (SELECT 1 FROM sw_scope_contacts WHERE scope_portal_id = p AND scope_contact_id = i);
 CREATE OR REPLACE TEMP MACRO sw_in_deals(p, i) AS
-    EXISTS (SELECT 1 FROM sw_scope_deals AS s WHERE s.portal_id = p AND s.deal_id = i);
+    EXISTS (SELECT 1 FROM sw_scope_deals WHERE scope_portal_id = p AND scope_deal_id = i);
 """
 
 
@@ -361,16 +361,16 @@ def _run_model(
         _apply_comments(con, model)
         return
     if model.partition == "date":
-        con.execute(f"DELETE FROM {model.qualified} WHERE date IN (SELECT date FROM sw_scope_dates)")
+        con.execute(f"DELETE FROM {model.qualified} WHERE date IN (SELECT scope_date FROM sw_scope_dates)")
     elif model.partition == "contact":
         con.execute(
             f"DELETE FROM {model.qualified} AS t WHERE EXISTS "
-            "(SELECT 1 FROM sw_scope_contacts AS s WHERE s.portal_id = t.portal_id AND s.contact_id = t.contact_id)"
+            "(SELECT 1 FROM sw_scope_contacts AS s WHERE s.scope_portal_id = t.portal_id AND s.scope_contact_id = t.contact_id)"
         )
     elif model.partition == "deal":
         con.execute(
             f"DELETE FROM {model.qualified} AS t WHERE EXISTS "
-            "(SELECT 1 FROM sw_scope_deals AS s WHERE s.portal_id = t.portal_id AND s.deal_id = t.deal_id)"
+            "(SELECT 1 FROM sw_scope_deals AS s WHERE s.scope_portal_id = t.portal_id AND s.scope_deal_id = t.deal_id)"
         )
     con.execute(f"INSERT INTO {model.qualified} BY NAME {model.select_sql}")
 
@@ -474,37 +474,43 @@ def _prepare_incremental_scope(
     con: duckdb.DuckDBPyConnection, dates: list[dt.date], state: dict[str, Any]
 ) -> None:
     """Fill the TEMP scope tables: requested dates, HubSpot records loaded since the last build, and
-    every date those records touched before (their old rows are about to be replaced)."""
-    con.execute("CREATE OR REPLACE TEMP TABLE sw_scope_dates (date DATE)")
+    every date those records touched before (their old rows are about to be replaced).
+
+    Scope columns are named scope_* so that a scope macro's argument can never bind to them."""
+    con.execute("CREATE OR REPLACE TEMP TABLE sw_scope_dates (scope_date DATE)")
     if dates:
         con.execute("INSERT INTO sw_scope_dates SELECT unnest(?::DATE[])", [dates])
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE sw_scope_deals AS SELECT DISTINCT portal_id, id AS deal_id "
-        "FROM raw.hubspot_deals WHERE _loaded_at > ?",
+        "CREATE OR REPLACE TEMP TABLE sw_scope_deals AS SELECT DISTINCT portal_id AS scope_portal_id, "
+        "id AS scope_deal_id FROM raw.hubspot_deals WHERE _loaded_at > ?",
         [state["deals_watermark"]],
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE sw_scope_contacts AS SELECT DISTINCT portal_id, id AS contact_id "
-        "FROM raw.hubspot_contacts WHERE _loaded_at > ?",
+        "CREATE OR REPLACE TEMP TABLE sw_scope_contacts AS SELECT DISTINCT portal_id AS scope_portal_id, "
+        "id AS scope_contact_id FROM raw.hubspot_contacts WHERE _loaded_at > ?",
         [state["contacts_watermark"]],
     )
     # A changed deal changes its contact's facts (old and new association) and its close dates.
     con.execute(
         """
         INSERT INTO sw_scope_contacts
-        SELECT DISTINCT d.portal_id, d.contact_id FROM staging.hubspot_deals AS d
-        JOIN sw_scope_deals AS s ON s.portal_id = d.portal_id AND s.deal_id = d.deal_id WHERE d.contact_id IS NOT NULL
+        SELECT d.portal_id, d.contact_id FROM staging.hubspot_deals AS d
+        JOIN sw_scope_deals AS s ON s.scope_portal_id = d.portal_id AND s.scope_deal_id = d.deal_id
+        WHERE d.contact_id IS NOT NULL
         UNION
-        SELECT DISTINCT r.portal_id, json_extract_string(r.contact_ids, '$[0]') FROM raw.hubspot_deals AS r
-        JOIN sw_scope_deals AS s ON s.portal_id = r.portal_id AND s.deal_id = r.id
+        SELECT r.portal_id, json_extract_string(r.contact_ids, '$[0]') FROM raw.hubspot_deals AS r
+        JOIN sw_scope_deals AS s ON s.scope_portal_id = r.portal_id AND s.scope_deal_id = r.id
         WHERE json_extract_string(r.contact_ids, '$[0]') IS NOT NULL
+        EXCEPT
+        SELECT scope_portal_id, scope_contact_id FROM sw_scope_contacts
         """
     )
     con.execute(
         """
         INSERT INTO sw_scope_dates
         SELECT d.close_date FROM staging.hubspot_deals AS d
-        JOIN sw_scope_deals AS s ON s.portal_id = d.portal_id AND s.deal_id = d.deal_id WHERE d.close_date IS NOT NULL
+        JOIN sw_scope_deals AS s ON s.scope_portal_id = d.portal_id AND s.scope_deal_id = d.deal_id
+        WHERE d.close_date IS NOT NULL
         """
     )
     _add_contact_dates(con)
@@ -516,16 +522,16 @@ def _add_contact_dates(con: duckdb.DuckDBPyConnection) -> None:
         """
         INSERT INTO sw_scope_dates
         SELECT c.created_date FROM staging.hubspot_contacts AS c
-        JOIN sw_scope_contacts AS s ON s.portal_id = c.portal_id AND s.contact_id = c.contact_id
+        JOIN sw_scope_contacts AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_id = c.contact_id
         UNION
         SELECT e.entered_date FROM staging.hubspot_contact_stage_events AS e
-        JOIN sw_scope_contacts AS s ON s.portal_id = e.portal_id AND s.contact_id = e.contact_id
+        JOIN sw_scope_contacts AS s ON s.scope_portal_id = e.portal_id AND s.scope_contact_id = e.contact_id
         UNION
         SELECT f.converted_date FROM staging.hubspot_form_conversions AS f
-        JOIN sw_scope_contacts AS s ON s.portal_id = f.portal_id AND s.contact_id = f.contact_id
+        JOIN sw_scope_contacts AS s ON s.scope_portal_id = f.portal_id AND s.scope_contact_id = f.contact_id
         UNION
         SELECT d.close_date FROM staging.hubspot_deals AS d
-        JOIN sw_scope_contacts AS s ON s.portal_id = d.portal_id AND s.contact_id = d.contact_id
+        JOIN sw_scope_contacts AS s ON s.scope_portal_id = d.portal_id AND s.scope_contact_id = d.contact_id
         WHERE d.is_closed_won
         """
     )
@@ -535,14 +541,12 @@ def _extend_scope_with_merges(con: duckdb.DuckDBPyConnection) -> None:
     """Contacts newly listed as merged into a re-staged survivor leave the marts: scope them too."""
     con.execute(
         """
-        CREATE OR REPLACE TEMP TABLE sw_scope_merged AS
-        SELECT DISTINCT c.portal_id, unnest(c.merged_object_ids) AS contact_id FROM staging.hubspot_contacts AS c
-        JOIN sw_scope_contacts AS s ON s.portal_id = c.portal_id AND s.contact_id = c.contact_id
+        INSERT INTO sw_scope_contacts
+        SELECT DISTINCT c.portal_id, unnest(c.merged_object_ids) FROM staging.hubspot_contacts AS c
+        JOIN sw_scope_contacts AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_id = c.contact_id
+        EXCEPT
+        SELECT scope_portal_id, scope_contact_id FROM sw_scope_contacts
         """
-    )
-    con.execute(
-        "INSERT INTO sw_scope_contacts SELECT * FROM sw_scope_merged AS m WHERE NOT EXISTS "
-        "(SELECT 1 FROM sw_scope_contacts AS s WHERE s.portal_id = m.portal_id AND s.contact_id = m.contact_id)"
     )
 
 
@@ -644,10 +648,10 @@ def _build(
     con.execute("SET VARIABLE sw_unmapped_channel = ?", [mapping.unmapped_channel])
     con.execute("SET VARIABLE sw_lead_event = ?", [lead_event])
     _load_lookups(con, catalog, mapping)
-    con.execute(INCREMENTAL_SCOPE_SQL if incremental else FULL_SCOPE_SQL)
     if incremental:
         assert state is not None and requested is not None
-        _prepare_incremental_scope(con, requested, state)
+        _prepare_incremental_scope(con, requested, state)  # the scope macros bind these TEMP tables
+    con.execute(INCREMENTAL_SCOPE_SQL if incremental else FULL_SCOPE_SQL)
 
     for model in MODELS:
         started = time.perf_counter()
@@ -664,12 +668,15 @@ def _build(
             _add_contact_dates(con)  # new dates of the re-staged contacts
             # Deduplicate once before the date-partitioned models read the scope.
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE sw_scope_dates AS SELECT DISTINCT date FROM sw_scope_dates WHERE date IS NOT NULL"
+                "CREATE OR REPLACE TEMP TABLE sw_scope_dates AS "
+                "SELECT DISTINCT scope_date FROM sw_scope_dates WHERE scope_date IS NOT NULL"
             )
         result.seconds[model.qualified] = time.perf_counter() - started
 
     if incremental:
-        result.dates = [r[0] for r in con.execute("SELECT date FROM sw_scope_dates ORDER BY date").fetchall()]
+        result.dates = [
+            r[0] for r in con.execute("SELECT scope_date FROM sw_scope_dates ORDER BY 1").fetchall()
+        ]
         result.contacts = _scalar(con, "SELECT count(*) FROM sw_scope_contacts")
         result.deals = _scalar(con, "SELECT count(*) FROM sw_scope_deals")
     _write_state(con, fingerprint, zone, lead_event)

@@ -106,6 +106,21 @@ def ingest_hubspot(con, client: HubSpotClient, since: dt.datetime | None = None)
         )
 
 
+class Tools:
+    """The ingest helpers above, handed to tests as a fixture (tests do not import conftest)."""
+
+    ga4_client = staticmethod(ga4_client)
+    hubspot_client = staticmethod(hubspot_client)
+    ingest_ga4 = staticmethod(ingest_ga4)
+    ingest_hubspot = staticmethod(ingest_hubspot)
+    PORTAL_ID = PORTAL_ID
+
+
+@pytest.fixture(scope="session")
+def tools() -> type[Tools]:
+    return Tools
+
+
 @pytest.fixture(scope="session")
 def sandbox(demo_store):
     """One sandbox server for the whole transforms session, with fast HubSpot limits."""

@@ -8,8 +8,8 @@
 -- column micro_conversions: GA4 micro conversion events of the catalog (all micro conversions added up; an event count, not people).
 -- column leads: GA4 lead events (the generate_lead event; the lead event name is a build setting).
 -- column web_macro_conversions: GA4 macro conversion events of the catalog (e.g. purchases).
--- column web_revenue: Value of the GA4 macro conversions (e.g. purchase revenue), property currency.
--- column contacts_created: HubSpot contacts created that day in this channel: every contact HubSpot still returns, live or archived (merged-away records that the API no longer lists cannot be counted).
+-- column web_revenue: Value of the GA4 macro conversions (e.g. purchase revenue), property currency, rounded to 6 decimals (so that reruns give identical bits).
+-- column contacts_created: HubSpot contacts created that day in this channel: every contact HubSpot still returns, live or archived; merged-away records are left out (the API keeps no creation date for them; their survivor stands for them). Archived contacts come from the archived pass without their source and count as the unmapped channel.
 -- column crm_leads: Contacts entering lifecycle stage lead.
 -- column mqls: Contacts entering marketingqualifiedlead.
 -- column sqls: Contacts entering salesqualifiedlead.
@@ -25,7 +25,7 @@ web_conversions AS (
     SELECT date, channel,
         sum(conversions) FILTER (WHERE tier = 'micro') AS micro_conversions,
         sum(conversions) FILTER (WHERE tier = 'macro') AS web_macro_conversions,
-        sum(value) FILTER (WHERE tier = 'macro') AS web_revenue
+        round(sum(value) FILTER (WHERE tier = 'macro'), 6) AS web_revenue
     FROM marts.conversions_daily WHERE source_system = 'ga4' AND sw_in_dates(date) GROUP BY ALL
 ),
 leads AS (
@@ -33,8 +33,11 @@ leads AS (
     FROM staging.ga4_events WHERE event_name = getvariable('sw_lead_event') AND sw_in_dates(date) GROUP BY ALL
 ),
 contacts AS (
-    SELECT created_date AS date, channel, count(*) AS contacts_created
-    FROM staging.hubspot_contacts WHERE sw_in_dates(created_date) GROUP BY ALL
+    SELECT c.created_date AS date, c.channel, count(*) AS contacts_created
+    FROM staging.hubspot_contacts AS c
+    WHERE c.created_date IS NOT NULL AND sw_in_dates(c.created_date) AND c.merged_into IS NULL
+      AND NOT EXISTS (SELECT 1 FROM staging.hubspot_merges AS m WHERE m.portal_id = c.portal_id AND m.merged_id = c.contact_id)
+    GROUP BY ALL
 ),
 stages AS (
     SELECT entered_date AS date, channel,
@@ -70,7 +73,7 @@ SELECT date, channel,
     coalesce(sum(micro_conversions), 0)::BIGINT AS micro_conversions,
     coalesce(sum(leads), 0)::BIGINT AS leads,
     coalesce(sum(web_macro_conversions), 0)::BIGINT AS web_macro_conversions,
-    coalesce(sum(web_revenue), 0)::DOUBLE AS web_revenue,
+    round(coalesce(sum(web_revenue), 0), 6)::DOUBLE AS web_revenue,
     coalesce(sum(contacts_created), 0)::BIGINT AS contacts_created,
     coalesce(sum(crm_leads), 0)::BIGINT AS crm_leads,
     coalesce(sum(mqls), 0)::BIGINT AS mqls,

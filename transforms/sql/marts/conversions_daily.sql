@@ -37,7 +37,7 @@ stages AS (
         false AS subject_to_thresholding, false AS data_loss_from_other_row, false AS sampled
     FROM staging.hubspot_contact_stage_events AS s
     JOIN catalog AS k ON k.source_system = 'hubspot' AND k.signal_type = 'lifecycle_stage' AND k.signal = s.stage
-    WHERE sw_in_dates(s.entered_date)
+    WHERE s.entered_date IS NOT NULL AND sw_in_dates(s.entered_date)
     GROUP BY ALL
 ),
 forms AS (
@@ -49,7 +49,7 @@ forms AS (
         false AS subject_to_thresholding, false AS data_loss_from_other_row, false AS sampled
     FROM staging.hubspot_form_conversions AS f
     JOIN catalog AS k ON k.source_system = 'hubspot' AND k.signal_type = 'form' AND k.signal = f.form_name
-    WHERE sw_in_dates(f.converted_date)
+    WHERE f.converted_date IS NOT NULL AND sw_in_dates(f.converted_date)
     GROUP BY ALL
 ),
 deals AS (

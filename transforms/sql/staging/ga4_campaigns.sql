@@ -25,7 +25,7 @@ SELECT
     sum(r.sessions)::BIGINT AS sessions,
     sum(r.total_users)::BIGINT AS total_users,
     sum(r.ecommerce_purchases)::BIGINT AS ecommerce_purchases,
-    sum(r.purchase_revenue)::DOUBLE AS purchase_revenue,
+    round(sum(r.purchase_revenue), 6)::DOUBLE AS purchase_revenue,
     sum(r.key_events)::BIGINT AS key_events,
     coalesce(bool_or(r.subject_to_thresholding), false) AS subject_to_thresholding,
     coalesce(bool_or(r.data_loss_from_other_row), false) AS data_loss_from_other_row,

@@ -24,7 +24,7 @@ SELECT
     sw_label(r.new_vs_returning) AS visitor_type,
     sum(r.event_count)::BIGINT AS event_count,
     sum(r.total_users)::BIGINT AS total_users,
-    sum(r.event_value)::DOUBLE AS event_value,
+    round(sum(r.event_value), 6)::DOUBLE AS event_value,
     coalesce(bool_or(r.subject_to_thresholding), false) AS subject_to_thresholding,
     coalesce(bool_or(r.data_loss_from_other_row), false) AS data_loss_from_other_row,
     coalesce(bool_or(r.sampled), false) AS sampled

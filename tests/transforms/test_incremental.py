@@ -1,0 +1,165 @@
+"""Rerunning a partition leaves every mart identical; an incremental build equals a full build."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pytest
+
+from transforms import raw_load
+from transforms.build import MART_TABLES, build_all
+from transforms.catalog import default_catalog, default_channel_mapping
+
+
+def content_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
+    """Per mart: row count and two order-independent aggregates of per-row hashes."""
+    out = {}
+    for table in MART_TABLES:
+        columns = [r[0] for r in con.execute(f"DESCRIBE marts.{table}").fetchall()]
+        row_hash = "hash(" + ", ".join(f'"{c}"' for c in columns) + ")"
+        out[table] = tuple(
+            con.execute(
+                f"SELECT count(*), sum({row_hash}::HUGEINT), bit_xor({row_hash}) FROM marts.{table}"
+            ).fetchall()[0]
+        )
+    return out
+
+
+@pytest.fixture
+def copy_con(warehouse, tmp_path):
+    con = duckdb.connect(str(warehouse.copy(tmp_path / "copy.duckdb")))
+    yield con
+    con.close()
+
+
+def test_rerunning_a_partition_leaves_every_mart_identical(copy_con, warehouse, sandbox, tools):
+    con = copy_con
+    before = content_hashes(con)
+    store = warehouse.store
+    day = store.start_date + dt.timedelta(days=40)
+    client = tools.ga4_client(sandbox.base_url, store.property_id)
+    tools.ingest_ga4(con, client, store.property_id, day, day, partition_key=day.isoformat())
+    # A HubSpot incremental pass over the last week re-delivers records already stored.
+    hubspot = tools.hubspot_client(sandbox.base_url, 5_000, 200)
+    since = dt.datetime.combine(store.end_date - dt.timedelta(days=7), dt.time(), tzinfo=dt.UTC)
+    for object_type in ("contacts", "deals"):
+        assert (
+            raw_load.upsert_hubspot_objects(
+                con, object_type, "sandbox", hubspot.extract(object_type, since=since), "incremental"
+            )
+            > 0
+        )
+    result = build_all(con, default_catalog(), default_channel_mapping(), dates=[day])
+    assert result.mode == "incremental"
+    assert day in result.dates and result.contacts > 0
+    assert content_hashes(con) == before
+    # The raw slice was replaced, not appended to.
+    assert (
+        con.execute(
+            "SELECT count(*) FROM raw.ga4_web_sessions WHERE date = ? AND _partition_key <> ?",
+            [day, day.isoformat()],
+        ).fetchall()[0][0]
+        == 0
+    )
+
+
+def test_incremental_build_equals_full_build(copy_con, warehouse, sandbox, tools, tmp_path):
+    """GA4 revises the last two days: fetch them again, build incrementally, compare with a full build."""
+    con = copy_con
+    store = warehouse.store
+    before = con.execute(
+        "SELECT sum(sessions) FROM marts.web_sessions_daily WHERE date > ?",
+        [store.end_date - dt.timedelta(days=2)],
+    ).fetchall()[0][0]
+    client = tools.ga4_client(sandbox.base_url, store.property_id)
+    last_days = [store.end_date - dt.timedelta(days=1), store.end_date]
+    for day in last_days:
+        tools.ingest_ga4(con, client, store.property_id, day, day, partition_key=day.isoformat())
+    hubspot = tools.hubspot_client(sandbox.base_url, 5_000, 200)
+    since = dt.datetime.combine(store.end_date - dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
+    raw_load.upsert_hubspot_objects(
+        con, "contacts", "sandbox", hubspot.extract("contacts", since=since), "incremental"
+    )
+    result = build_all(con, default_catalog(), default_channel_mapping(), dates=last_days)
+    assert result.mode == "incremental"
+    after = con.execute(
+        "SELECT sum(sessions) FROM marts.web_sessions_daily WHERE date > ?",
+        [store.end_date - dt.timedelta(days=2)],
+    ).fetchall()[0][0]
+    assert after > before, "the revised days grew"
+    incremental = content_hashes(con)
+
+    full_path = tmp_path / "full.duckdb"
+    con.execute("CHECKPOINT")
+    con.close()
+    import shutil
+
+    shutil.copyfile(tmp_path / "copy.duckdb", full_path)
+    full_con = duckdb.connect(str(full_path))
+    try:
+        assert build_all(full_con, default_catalog(), default_channel_mapping()).mode == "full"
+        assert content_hashes(full_con) == incremental
+    finally:
+        full_con.close()
+
+
+def test_changed_catalog_turns_an_incremental_request_into_a_full_build(copy_con, tmp_path):
+    from transforms.catalog import DEFAULT_CATALOG_PATH, load_catalog
+
+    changed = tmp_path / "catalog.yaml"
+    text = DEFAULT_CATALOG_PATH.read_text()
+    changed.write_text(text.replace("Completed a purchase;", "A completed purchase;", 1))
+    result = build_all(
+        copy_con, load_catalog(changed), default_channel_mapping(), dates=[dt.date(2026, 10, 1)]
+    )
+    assert result.mode == "full" and "changed" in result.reason
+    assert (
+        copy_con.execute(
+            "SELECT description FROM marts.conversion_catalog WHERE conversion_name = 'purchase'"
+        )
+        .fetchall()[0][0]
+        .startswith("A completed purchase")
+    )
+
+
+def test_crm_changes_build_incrementally_like_a_full_build(warehouse, tools, tmp_path):
+    """A day of CRM activity (touched contacts, leads promoted to MQL) on a private copy of the store:
+    the incremental HubSpot pass plus an incremental build equals a full build of the same raw data."""
+    from connectors.sandbox.server import SandboxConfig, SandboxServer
+    from connectors.sandbox.store import build_store
+
+    store = warehouse.store
+    private = build_store("demo", seed=store.seed, end_date=store.end_date)
+    touched = private.touch_contacts(fraction=0.02)
+    assert touched
+    path = warehouse.copy(tmp_path / "crm.duckdb")
+    con = duckdb.connect(str(path))
+    try:
+        mqls_before = con.execute("SELECT sum(mqls) FROM marts.channel_funnel_daily").fetchall()[0][0]
+        server = SandboxServer(private, SandboxConfig(seed=store.seed))
+        server.config.hubspot.general_max, server.config.hubspot.search_per_second = 5_000, 200
+        with server:
+            hubspot = tools.hubspot_client(server.base_url, 5_000, 200)
+            since = private.end_instant_utc.replace(tzinfo=dt.UTC) - dt.timedelta(minutes=1)
+            loaded = raw_load.upsert_hubspot_objects(
+                con, "contacts", "sandbox", hubspot.extract("contacts", since=since), "incremental"
+            )
+        assert loaded >= len(touched)
+        result = build_all(con, default_catalog(), default_channel_mapping(), dates=[])
+        assert result.mode == "incremental" and result.contacts >= len(touched)
+        assert con.execute("SELECT sum(mqls) FROM marts.channel_funnel_daily").fetchall()[0][0] > mqls_before
+        incremental = content_hashes(con)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    full_path = tmp_path / "crm-full.duckdb"
+    import shutil
+
+    shutil.copyfile(path, full_path)
+    full_con = duckdb.connect(str(full_path))
+    try:
+        build_all(full_con, default_catalog(), default_channel_mapping())
+        assert content_hashes(full_con) == incremental
+    finally:
+        full_con.close()
