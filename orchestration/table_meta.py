@@ -13,6 +13,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Load metadata says when and by which sync a row was last written, which differs between two loads
 # of the same data by design; content hashes compare the data and skip it.
 VOLATILE_COLUMNS = frozenset({"_loaded_at", "_sync_mode", "_partition_key"})
+JSON_OBJECT_COLUMNS = frozenset({"properties"})
 
 
 def ident(name: str) -> str:
@@ -111,6 +112,16 @@ def content_hash(
         expr = ident(name)
         if dtype.upper() in ("DOUBLE", "FLOAT", "REAL"):
             expr = f"round({expr}, 6)"
+        elif name in JSON_OBJECT_COLUMNS and dtype.upper() in ("VARCHAR", "JSON"):
+            # A JSON object compares by its members with values: the list and search endpoints order
+            # keys differently, and one leaves out properties the other sends as null.
+            expr = (
+                f"list_sort(list_filter(map_entries(CAST(CAST({expr} AS JSON) AS MAP(VARCHAR, VARCHAR))), "
+                "lambda e: e.value IS NOT NULL))"
+            )
+        elif "WITH TIME ZONE" in dtype.upper():
+            # As text an instant depends on the session's TimeZone; as epoch it does not.
+            expr = f"epoch_us({expr})"
         parts.append(f"coalesce(CAST({expr} AS VARCHAR), '\\N')")
     if not parts:
         return row_count(con, schema, table), "0"

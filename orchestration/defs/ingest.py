@@ -159,7 +159,7 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
         try:
             warehouse.validate()
             catalog, _mapping = load_model_config()
-            client = ga4.make_client(run_id=context.run_id)
+            client = ga4.make_client(run_id=context.run.run_id)
             client.validate([spec])
             for property_id in ga4.property_id_list():
                 catalog.check_ga4_metadata(dimensions=client.metadata(property_id)[0])
@@ -188,7 +188,7 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
                     con, spec.name, batches, property_id=property_id, start=window.start, end=window.end
                 )
             first_replaced = min(w.start for w in windows)
-            loading.append_request_log(con, log_entries, run_id=context.run_id)
+            loading.append_request_log(con, log_entries, run_id=context.run.run_id)
             flagged = loading.ga4_flagged_days(con, table, first_replaced, end)
             meta = table_metadata(
                 con,
@@ -268,7 +268,7 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
                 since = None
             mode = "full" if first_sync else "incremental"
             context.log.info(f"HubSpot {object_type}: {mode} sync, modified {since or 'ever'} .. {until}")
-            client = hubspot.make_client(run_id=context.run_id)
+            client = hubspot.make_client(run_id=context.run.run_id)
             batches = list(client.extract(object_type, since=since, until=until))
             archived = list(client.extract_archived(object_type))
         except CONFIG_ERRORS as exc:
@@ -280,7 +280,7 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
             raw_load.upsert_hubspot_objects(
                 con, object_type, portal, batches + archived, mode, partition_key=partition_label(context)
             )
-            loading.append_request_log(con, log_entries, run_id=context.run_id)
+            loading.append_request_log(con, log_entries, run_id=context.run.run_id)
             meta = table_metadata(
                 con,
                 "raw",
@@ -328,7 +328,7 @@ def build_hubspot_reference_asset(kind: str) -> dg.AssetsDefinition:
         try:
             warehouse.validate()
             portal = hubspot.portal()
-            client = hubspot.make_client(run_id=context.run_id)
+            client = hubspot.make_client(run_id=context.run.run_id)
             fetch = client.properties if kind == "properties" else client.pipelines
             batches = [fetch(object_type) for object_type in object_types]
         except CONFIG_ERRORS as exc:
@@ -339,7 +339,7 @@ def build_hubspot_reference_asset(kind: str) -> dg.AssetsDefinition:
         with warehouse.connect() as con:
             for object_type, batch in zip(object_types, batches, strict=True):
                 raw_load.replace_hubspot_metadata(con, kind, portal, [batch], object_type=object_type)
-            loading.append_request_log(con, log_entries, run_id=context.run_id)
+            loading.append_request_log(con, log_entries, run_id=context.run.run_id)
             meta = table_metadata(
                 con, "raw", table, data_source=hubspot.data_source(), extra=request_metadata(log_entries)
             )
@@ -377,7 +377,7 @@ def request_log(
     with warehouse.connect() as con:
         if not table_exists(con, "raw", "request_log"):
             raise dg.Failure(description="raw.request_log does not exist: run the ingest assets first")
-        this_run = loading.request_log_entries(con, context.run_id)
+        this_run = loading.request_log_entries(con, context.run.run_id)
         meta = table_metadata(
             con,
             "raw",

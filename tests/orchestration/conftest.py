@@ -109,7 +109,9 @@ def defs(stepwise_env: StepwiseEnv) -> Any:
 def instance(stepwise_env: StepwiseEnv) -> Iterator[Any]:
     import dagster as dg
 
-    with dg.instance_for_test(temp_dir=str(stepwise_env.root / "test_instance")) as inst:
+    temp_dir = stepwise_env.root / "test_instance"
+    temp_dir.mkdir()
+    with dg.instance_for_test(temp_dir=str(temp_dir), set_dagster_home=False) as inst:
         yield inst
 
 
@@ -135,8 +137,11 @@ def hashes(path: Path, schemas: tuple[str, ...] = ("raw", "staging", "marts")) -
 
     con = duckdb.connect(str(path), read_only=True)
     try:
-        # request_log and marts.data_quality are per run by design: they grow with every run.
-        return schema_hashes(con, schemas, skip_tables=("raw.request_log", "marts.data_quality"))
+        # request_log and marts.data_quality are per run by design (they grow with every run), and
+        # staging.build_state records when the last build ran.
+        return schema_hashes(
+            con, schemas, skip_tables=("raw.request_log", "marts.data_quality", "staging.build_state")
+        )
     finally:
         con.close()
 

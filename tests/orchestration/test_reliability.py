@@ -106,7 +106,9 @@ def test_kill_9_mid_write_then_rerun(
 
     rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    assert hashes(analyst, ("marts",)) == hashes(stepwise_env.working, ("marts",)), "same marts as an undisturbed run"
+    assert hashes(analyst, ("marts",)) == hashes(stepwise_env.working, ("marts",)), (
+        "same marts as an undisturbed run"
+    )
 
 
 def _failures(result: Any) -> list[tuple[str, str]]:
