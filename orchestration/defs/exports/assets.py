@@ -12,7 +12,12 @@ import os
 import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
-from orchestration.exports.delivery import DeliveryOutcome, DeliverySettings, deliver
+from orchestration.exports.delivery import (
+    HEADLINE_FIELDS,
+    DeliveryOutcome,
+    DeliverySettings,
+    deliver,
+)
 from orchestration.exports.report import ExportResult, run_export
 from orchestration.resources import (
     Ga4Resource,
@@ -64,6 +69,24 @@ def _delivery_markdown(outcomes: list[DeliveryOutcome]) -> str:
     return "\n".join(rows)
 
 
+def _headline_markdown(result: ExportResult) -> str:
+    rows = ["| metric | this week | previous | change |", "|---|---:|---:|---:|"]
+    for key, label, fmt in HEADLINE_FIELDS:
+        value, previous = result.headline.get(key), result.headline.get(f"{key}_previous")
+        if value is None:
+            continue
+
+        def shown(v: float | None, key: str = key, fmt: str = fmt) -> str:
+            if v is None:
+                return "–"
+            return f"{v * 100:.2f} %" if key.endswith("_rate") else fmt.format(v)
+
+        change = result.headline.get(f"{key}_change")
+        delta = "new" if change is None else f"{change * 100:+.1f} %"
+        rows.append(f"| {label} | {shown(value)} | {shown(previous)} | {delta} |")
+    return "\n".join(rows)
+
+
 def _metadata(
     result: ExportResult, outcomes: list[DeliveryOutcome], location: str
 ) -> dict[str, dg.MetadataValue]:
@@ -78,6 +101,7 @@ def _metadata(
         "files": dg.MetadataValue.md("\n".join(f"- `{p.name}`" for p in result.files)),
         "file_count": dg.MetadataValue.int(len(result.files)),
         "data_source": dg.MetadataValue.text(result.data_source),
+        "headline": dg.MetadataValue.md(_headline_markdown(result)),
         "findings": dg.MetadataValue.md("\n".join(f"- {f}" for f in h.get("findings", [])) or "_none_"),
         "data_quality_notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "_none_"),
         "delivery": dg.MetadataValue.md(_delivery_markdown(outcomes)),
