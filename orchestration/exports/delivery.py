@@ -76,6 +76,7 @@ class SmtpSettings:
     implicit_tls: bool = False
     ca_file: str | None = None
     timeout: float = 30.0
+    max_attachment_bytes: int = 15 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings | None:
@@ -137,6 +138,7 @@ class SmtpSettings:
             implicit_tls=implicit_tls,
             ca_file=ca_file,
             timeout=float(_int(env, "STEPWISE_SMTP_TIMEOUT", 30, 1, 600)),
+            max_attachment_bytes=_int(env, "STEPWISE_SMTP_MAX_ATTACHMENT_MB", 15, 0, 100) * 1024 * 1024,
         )
 
     def describe(self) -> str:
@@ -324,14 +326,29 @@ def build_email(result: ExportResult, smtp: SmtpSettings, report_location: str) 
         for label, value, change in headline_lines(result)
     ]
     plain += ["", *[f"- {f}" for f in result.headline.get("findings", [])], ""]
+    # Most mail systems refuse messages over 20-25 MB: attach the report first, then the smallest files,
+    # and name what did not fit (it stays in the export directory).
+    attached, left_out, budget = [], [], smtp.max_attachment_bytes
+    for path in sorted(result.files, key=lambda p: (p.name != "summary.html", p.stat().st_size, p.name)):
+        size = path.stat().st_size
+        if size <= budget:
+            attached.append(path)
+            budget -= size
+        else:
+            left_out.append(path.name)
     plain += [
         f"Full report: {report_location}",
         "The report (summary.html) and CSV/Parquet files are attached.",
     ]
+    if left_out:
+        plain += [
+            f"Not attached (over STEPWISE_SMTP_MAX_ATTACHMENT_MB): {', '.join(left_out)}; "
+            f"they are in {result.out_dir.resolve()}."
+        ]
     msg.set_content("\n".join(plain))
     if result.email_html:
         msg.add_alternative(result.email_html, subtype="html")
-    for path in result.files:
+    for path in attached:
         maintype, subtype = CONTENT_TYPES.get(path.suffix) or tuple(
             (mimetypes.guess_type(path.name)[0] or "application/octet-stream").split("/", 1)
         )

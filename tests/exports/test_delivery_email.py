@@ -104,6 +104,16 @@ def test_email_arrives_with_body_attachments_and_period_subject(smtp_server, fix
     assert funnel_rows and {r["date"] for r in funnel_rows} <= {f"2026-11-{d}" for d in range(16, 23)}
 
 
+def test_attachments_over_the_size_limit_are_named_not_sent(smtp_server, fixture_export):
+    inbox, port = smtp_server
+    outcome = send_email(fixture_export, settings_for(port, STEPWISE_SMTP_MAX_ATTACHMENT_MB="0"))
+    assert outcome.ok
+    msg = parse(inbox.messages[0][1])
+    assert not list(msg.iter_attachments())
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    assert "Not attached" in text and "summary.html" in text and str(fixture_export.out_dir.resolve()) in text
+
+
 def test_a_refusing_server_is_retried_then_succeeds(smtp_server, fixture_export):
     inbox, port = smtp_server
     inbox.fail_next = 2
