@@ -40,7 +40,16 @@ from transforms import stats
 from transforms.catalog import GA4_DEFAULT_CHANNEL_GROUPS, Catalog, ChannelMapping
 from transforms.raw_load import REQUEST_LOG_COLUMNS
 
-__all__ = ["BuildError", "BuildResult", "Model", "MODELS", "build_all", "load_models", "MART_TABLES"]
+__all__ = [
+    "BuildError",
+    "BuildResult",
+    "Model",
+    "MODELS",
+    "MART_TABLES",
+    "build_all",
+    "build_from_files",
+    "load_models",
+]
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 PARTITIONS = ("date", "contact", "deal", "full", "stats")
@@ -683,3 +692,23 @@ def _build(
     for table in MART_TABLES:
         result.row_counts[table] = _scalar(con, f"SELECT count(*) FROM marts.{table}")
     return result
+
+
+def build_from_files(
+    con: duckdb.DuckDBPyConnection,
+    catalog_path: str | Path | None = None,
+    channel_mapping_path: str | Path | None = None,
+    **options: Any,
+) -> BuildResult:
+    """Validate both configuration files completely, then build: a bad file raises one ConfigError
+    (file, line, field, fix) before anything is written. None means the shipped default."""
+    from transforms.catalog import (
+        DEFAULT_CATALOG_PATH,
+        DEFAULT_CHANNEL_MAPPING_PATH,
+        load_catalog,
+        load_channel_mapping,
+    )
+
+    catalog = load_catalog(catalog_path or DEFAULT_CATALOG_PATH)
+    mapping = load_channel_mapping(channel_mapping_path or DEFAULT_CHANNEL_MAPPING_PATH)
+    return build_all(con, catalog, mapping, **options)
