@@ -47,7 +47,7 @@ class Ga4Settings:
     # The SDK parses a REST page into Python dicts first (about 450 bytes per value), so a 250,000-row
     # page of 9 columns briefly needs about 1 GB. Pages are made smaller than page_size when a page of
     # the report's width would need more than this much memory (None: always page_size).
-    page_memory_mb: float | None = 384.0
+    page_memory_mb: float | None = 320.0
     max_retries: int = 6
     backoff_base_s: float = 1.0
     backoff_max_s: float = 64.0
