@@ -118,3 +118,26 @@ def test_a_bad_key_file_is_named_without_its_content(tmp_path):
         Ga4Client(Ga4Settings(property_ids=[MAIN], credentials_file=str(key)))
     assert str(key) in str(info.value)
     assert "SECRET" not in str(info.value) and "abc" not in str(info.value)
+
+
+def test_page_limit_is_250000_unless_a_page_would_outgrow_its_parse_budget():
+    from connectors.ga4.client import page_limit
+
+    narrow = ReportSpec("narrow", ("date",), ("sessions",))
+    wide = default_report_specs()[1]  # events: 6 dimensions + 3 metrics
+    settings = Ga4Settings(property_ids=[MAIN], api_endpoint="http://127.0.0.1:9")
+    assert page_limit(settings, narrow) == 250_000
+    assert 50_000 < page_limit(settings, wide) < 250_000
+    settings.page_memory_mb = None
+    assert page_limit(settings, wide) == 250_000
+    settings.page_size = 500
+    assert page_limit(settings, wide) == 500
+
+
+def test_split_order_skips_date_and_pinned_dimensions():
+    lead_forms = {s.name: s for s in default_report_specs()}["lead_forms"]
+    assert lead_forms.split_order() == ["customEvent:form_name", "sessionDefaultChannelGroup"]
+    chosen = ReportSpec(
+        "x", ("date", "country", "deviceCategory"), ("sessions",), split_dimension="deviceCategory"
+    )
+    assert chosen.split_order() == ["deviceCategory", "country"]
