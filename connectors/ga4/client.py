@@ -254,7 +254,18 @@ class Ga4Client:
                 raise Ga4ConfigError(
                     f"GA4 credentials file {path}: cannot be read as a service-account key ({type(exc).__name__})"
                 ) from None
-        return None  # application default credentials, resolved by the SDK
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            credentials, _project = google.auth.default(scopes=[ANALYTICS_SCOPE])
+        except DefaultCredentialsError:
+            raise Ga4ConfigError(
+                "GA4 credentials: none found. Set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file "
+                "(Ga4Settings.credentials_file), or sign in with `gcloud auth application-default login`; "
+                "leave both unset and set api_endpoint to use the sandbox"
+            ) from None
+        return credentials
 
     def _sdk(self) -> Any:
         client = getattr(self._local, "client", None)

@@ -141,3 +141,12 @@ def test_split_order_skips_date_and_pinned_dimensions():
         "x", ("date", "country", "deviceCategory"), ("sessions",), split_dimension="deviceCategory"
     )
     assert chosen.split_order() == ["deviceCategory", "country"]
+
+
+def test_no_credentials_at_all_is_a_config_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud sign-in there
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    with pytest.raises(Ga4ConfigError, match="GA4 credentials: none found"):
+        Ga4Client(Ga4Settings(property_ids=[MAIN]))
