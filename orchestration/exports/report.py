@@ -1268,6 +1268,10 @@ def build_summary(
     )
 
 
+def _tidy(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
 def headline_summary(
     period: Period, headline: dict, findings: list[str], sandbox: bool, quality: dict
 ) -> dict[str, Any]:
@@ -1279,9 +1283,10 @@ def headline_summary(
         "data_source": "sandbox" if sandbox else "ga4+hubspot",
     }
     for key, m in headline.items():
-        out[key] = m["value"]
-        out[f"{key}_previous"] = m["previous"]
-        out[f"{key}_change"] = m["change"]
+        # Sums of DOUBLE money carry float noise (13525.4299…); plain numbers travel rounded.
+        out[key] = _tidy(m["value"])
+        out[f"{key}_previous"] = _tidy(m["previous"])
+        out[f"{key}_change"] = _tidy(m["change"])
     out["findings"] = findings
     out["thresholded_days"] = quality["thresholded_days"]
     out["other_row_days"] = quality["other_row_days"]
