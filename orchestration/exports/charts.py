@@ -227,6 +227,7 @@ def interval_chart(
     log_scale: bool = True,
     dimension: str | None = None,
     domain: tuple[float, float] | None = None,
+    reference_label: str = "same as the rest",
 ) -> Markup:
     """A forest plot: one row per item, a dot at the estimate and a bar over its 95 % interval.
 
@@ -313,7 +314,7 @@ def interval_chart(
         )
     parts.append(
         f'<text x="{_num(ref_x)}" y="{_num(axis_y + 26)}" font-size="10" fill="{MUTED}" text-anchor="middle">'
-        "same as the rest</text>"
+        f"{escape(reference_label)}</text>"
     )
     parts.append("</svg>")
     return Markup("".join(parts))
