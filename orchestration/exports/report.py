@@ -793,6 +793,7 @@ def _micro_macro(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, An
                 )
                 for r in tested
             ],
+            reference_label="same as those who did not",
         )
         if tested
         else None
