@@ -203,6 +203,17 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
                     "rows_loaded": dg.MetadataValue.int(sum(b.num_rows for _, _, bs in fetched for b in bs)),
                 },
             )
+        # Thresholding can withhold every row of a day, so the request log's flags count too.
+        for entry in log_entries:
+            if entry.get("request") != spec.name or not entry.get("start_date"):
+                continue
+            window_days = loading.days(
+                dt.date.fromisoformat(str(entry["start_date"])[:10]),
+                dt.date.fromisoformat(str(entry["end_date"])[:10]),
+            )
+            for flag in loading.GA4_FLAGS:
+                if entry.get(flag) and not any(f == flag and d in window_days for d, f in flagged):
+                    flagged += [(d, flag) for d in window_days]
         thresholded = sorted({str(d) for d, flag in flagged if flag == "subject_to_thresholding"})
         other_row = sorted({str(d) for d, flag in flagged if flag == "data_loss_from_other_row"})
         sampled = sorted({str(d) for d, flag in flagged if flag == "sampled"})
