@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
-PARTITIONS = ("date", "contact", "deal", "full", "stats")
+PARTITIONS = ("date", "date_source", "date_all", "contact", "deal", "full", "stats")
 MART_TABLES = (
     "conversion_catalog",
     "web_sessions_daily",
@@ -141,11 +141,13 @@ CREATE OR REPLACE TEMP MACRO sw_local_date(utc_ts) AS
 """
 FULL_SCOPE_SQL = """
 CREATE OR REPLACE TEMP MACRO sw_in_dates(d) AS true;
+CREATE OR REPLACE TEMP MACRO sw_in_crm_dates(d) AS true;
 CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, i) AS true;
 CREATE OR REPLACE TEMP MACRO sw_in_deals(p, i) AS true;
 """
 INCREMENTAL_SCOPE_SQL = """
 CREATE OR REPLACE TEMP MACRO sw_in_dates(d) AS d IN (SELECT scope_date FROM sw_scope_dates);
+CREATE OR REPLACE TEMP MACRO sw_in_crm_dates(d) AS d IN (SELECT scope_date FROM sw_scope_crm_dates);
 CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, i) AS
     EXISTS (SELECT 1 FROM sw_scope_contacts WHERE scope_portal_id = p AND scope_contact_id = i);
 CREATE OR REPLACE TEMP MACRO sw_in_deals(p, i) AS
@@ -371,6 +373,16 @@ def _run_model(
         return
     if model.partition == "date":
         con.execute(f"DELETE FROM {model.qualified} WHERE date IN (SELECT scope_date FROM sw_scope_dates)")
+    elif model.partition == "date_source":
+        con.execute(
+            f"DELETE FROM {model.qualified} WHERE CASE source_system "
+            "WHEN 'ga4' THEN date IN (SELECT scope_date FROM sw_scope_dates) "
+            "ELSE date IN (SELECT scope_date FROM sw_scope_crm_dates) END"
+        )
+    elif model.partition == "date_all":
+        con.execute(
+            f"DELETE FROM {model.qualified} WHERE date IN (SELECT scope_date FROM sw_scope_crm_dates)"
+        )
     elif model.partition == "contact":
         con.execute(
             f"DELETE FROM {model.qualified} AS t WHERE EXISTS "
@@ -486,9 +498,13 @@ def _prepare_incremental_scope(
     every date those records touched before (their old rows are about to be replaced).
 
     Scope columns are named scope_* so that a scope macro's argument can never bind to them."""
+    # GA4-derived rows are rebuilt for the requested dates; CRM-derived rows (and rows mixing both)
+    # also for every date the re-staged HubSpot records touch.
     con.execute("CREATE OR REPLACE TEMP TABLE sw_scope_dates (scope_date DATE)")
+    con.execute("CREATE OR REPLACE TEMP TABLE sw_scope_crm_dates (scope_date DATE)")
     if dates:
         con.execute("INSERT INTO sw_scope_dates SELECT unnest(?::DATE[])", [dates])
+        con.execute("INSERT INTO sw_scope_crm_dates SELECT unnest(?::DATE[])", [dates])
     con.execute(
         "CREATE OR REPLACE TEMP TABLE sw_scope_deals AS SELECT DISTINCT portal_id AS scope_portal_id, "
         "id AS scope_deal_id FROM raw.hubspot_deals WHERE _loaded_at > ?",
@@ -516,7 +532,7 @@ def _prepare_incremental_scope(
     )
     con.execute(
         """
-        INSERT INTO sw_scope_dates
+        INSERT INTO sw_scope_crm_dates
         SELECT d.close_date FROM staging.hubspot_deals AS d
         JOIN sw_scope_deals AS s ON s.scope_portal_id = d.portal_id AND s.scope_deal_id = d.deal_id
         WHERE d.close_date IS NOT NULL
@@ -526,10 +542,10 @@ def _prepare_incremental_scope(
 
 
 def _add_contact_dates(con: duckdb.DuckDBPyConnection) -> None:
-    """Add to the date scope every date on which the scoped contacts have staged rows."""
+    """Add to the CRM date scope every date on which the scoped contacts have staged rows."""
     con.execute(
         """
-        INSERT INTO sw_scope_dates
+        INSERT INTO sw_scope_crm_dates
         SELECT c.created_date FROM staging.hubspot_contacts AS c
         JOIN sw_scope_contacts AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_id = c.contact_id
         UNION
@@ -677,14 +693,14 @@ def _build(
             _add_contact_dates(con)  # new dates of the re-staged contacts
             # Deduplicate once before the date-partitioned models read the scope.
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE sw_scope_dates AS "
-                "SELECT DISTINCT scope_date FROM sw_scope_dates WHERE scope_date IS NOT NULL"
+                "CREATE OR REPLACE TEMP TABLE sw_scope_crm_dates AS "
+                "SELECT DISTINCT scope_date FROM sw_scope_crm_dates WHERE scope_date IS NOT NULL"
             )
         result.seconds[model.qualified] = time.perf_counter() - started
 
     if incremental:
         result.dates = [
-            r[0] for r in con.execute("SELECT scope_date FROM sw_scope_dates ORDER BY 1").fetchall()
+            r[0] for r in con.execute("SELECT scope_date FROM sw_scope_crm_dates ORDER BY 1").fetchall()
         ]
         result.contacts = _scalar(con, "SELECT count(*) FROM sw_scope_contacts")
         result.deals = _scalar(con, "SELECT count(*) FROM sw_scope_deals")

@@ -1,5 +1,5 @@
 -- model: marts.channel_funnel_daily
--- partition: date
+-- partition: date_all
 -- table: Web to CRM per day and channel: GA4 sessions, micro conversions and leads next to the HubSpot contacts created from them and their progress (lifecycle stages entered that day, deals won that day). HubSpot records are put on the channel their original source maps to (channel mapping file) and on the date of the event in the GA4 property's reporting time zone. Lifecycle columns use HubSpot's standard stage values (lead, marketingqualifiedlead, salesqualifiedlead, opportunity, customer).
 -- column date: Date (property-local).
 -- column channel: GA4 default channel group.
@@ -19,23 +19,23 @@
 -- column revenue: Amount of the deals won that day (portal currency).
 WITH web AS (
     SELECT date, channel, sum(sessions) AS sessions, sum(engaged_sessions) AS engaged_sessions
-    FROM marts.web_sessions_daily WHERE sw_in_dates(date) GROUP BY ALL
+    FROM marts.web_sessions_daily WHERE sw_in_crm_dates(date) GROUP BY ALL
 ),
 web_conversions AS (
     SELECT date, channel,
         sum(conversions) FILTER (WHERE tier = 'micro') AS micro_conversions,
         sum(conversions) FILTER (WHERE tier = 'macro') AS web_macro_conversions,
         round(sum(value) FILTER (WHERE tier = 'macro'), 6) AS web_revenue
-    FROM marts.conversions_daily WHERE source_system = 'ga4' AND sw_in_dates(date) GROUP BY ALL
+    FROM marts.conversions_daily WHERE source_system = 'ga4' AND sw_in_crm_dates(date) GROUP BY ALL
 ),
 leads AS (
     SELECT date, channel, sum(event_count) AS leads
-    FROM staging.ga4_events WHERE event_name = getvariable('sw_lead_event') AND sw_in_dates(date) GROUP BY ALL
+    FROM staging.ga4_events WHERE event_name = getvariable('sw_lead_event') AND sw_in_crm_dates(date) GROUP BY ALL
 ),
 contacts AS (
     SELECT c.created_date AS date, c.channel, count(*) AS contacts_created
     FROM staging.hubspot_contacts AS c
-    WHERE c.created_date IS NOT NULL AND sw_in_dates(c.created_date) AND c.merged_into IS NULL
+    WHERE c.created_date IS NOT NULL AND sw_in_crm_dates(c.created_date) AND c.merged_into IS NULL
       AND NOT EXISTS (SELECT 1 FROM staging.hubspot_merges AS m WHERE m.portal_id = c.portal_id AND m.merged_id = c.contact_id)
     GROUP BY ALL
 ),
@@ -46,14 +46,14 @@ stages AS (
         count(*) FILTER (WHERE stage = 'salesqualifiedlead') AS sqls,
         count(*) FILTER (WHERE stage = 'opportunity') AS opportunities,
         count(*) FILTER (WHERE stage = 'customer') AS customers
-    FROM staging.hubspot_contact_stage_events WHERE sw_in_dates(entered_date) GROUP BY ALL
+    FROM staging.hubspot_contact_stage_events WHERE sw_in_crm_dates(entered_date) GROUP BY ALL
 ),
 deals AS (
     SELECT d.close_date AS date, coalesce(c.channel, getvariable('sw_unmapped_channel')) AS channel,
         count(*) AS deals_won, sum(d.amount)::DOUBLE AS revenue
     FROM staging.hubspot_deals AS d
     LEFT JOIN staging.hubspot_contacts AS c ON c.portal_id = d.portal_id AND c.contact_id = d.contact_id
-    WHERE d.is_closed_won AND d.close_date IS NOT NULL AND sw_in_dates(d.close_date)
+    WHERE d.is_closed_won AND d.close_date IS NOT NULL AND sw_in_crm_dates(d.close_date)
     GROUP BY ALL
 ),
 parts AS (

@@ -1,5 +1,5 @@
 -- model: marts.conversions_daily
--- partition: date
+-- partition: date_source
 -- table: Counts (and value) of every catalog conversion, both tiers, per day, source and segment. GA4 rows: one per date x property x conversion x channel x device x country x visitor type. HubSpot rows: one per date x portal x conversion x channel x country (device_category and visitor_type are NULL: the CRM does not know them); the date is the event's instant in the GA4 property's reporting time zone.
 -- column date: Date of the conversion (property-local).
 -- column source_system: 'ga4' or 'hubspot'.
@@ -37,7 +37,7 @@ stages AS (
         false AS subject_to_thresholding, false AS data_loss_from_other_row, false AS sampled
     FROM staging.hubspot_contact_stage_events AS s
     JOIN catalog AS k ON k.source_system = 'hubspot' AND k.signal_type = 'lifecycle_stage' AND k.signal = s.stage
-    WHERE s.entered_date IS NOT NULL AND sw_in_dates(s.entered_date)
+    WHERE s.entered_date IS NOT NULL AND sw_in_crm_dates(s.entered_date)
     GROUP BY ALL
 ),
 forms AS (
@@ -49,7 +49,7 @@ forms AS (
         false AS subject_to_thresholding, false AS data_loss_from_other_row, false AS sampled
     FROM staging.hubspot_form_conversions AS f
     JOIN catalog AS k ON k.source_system = 'hubspot' AND k.signal_type = 'form' AND k.signal = f.form_name
-    WHERE f.converted_date IS NOT NULL AND sw_in_dates(f.converted_date)
+    WHERE f.converted_date IS NOT NULL AND sw_in_crm_dates(f.converted_date)
     GROUP BY ALL
 ),
 deals AS (
@@ -63,7 +63,7 @@ deals AS (
     JOIN catalog AS k
         ON k.source_system = 'hubspot' AND k.signal_type = 'deal_won' AND (k.signal = '*' OR k.signal = d.pipeline)
     LEFT JOIN staging.hubspot_contacts AS c ON c.portal_id = d.portal_id AND c.contact_id = d.contact_id
-    WHERE d.is_closed_won AND d.close_date IS NOT NULL AND sw_in_dates(d.close_date)
+    WHERE d.is_closed_won AND d.close_date IS NOT NULL AND sw_in_crm_dates(d.close_date)
     GROUP BY ALL
 )
 SELECT * FROM ga4

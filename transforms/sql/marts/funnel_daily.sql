@@ -1,6 +1,6 @@
 -- model: marts.funnel_daily
--- partition: date
--- table: Each catalog funnel, step by step, per day: how many reached each step and how many were lost from the step before. GA4 funnels count events, HubSpot funnels count contacts entering each stage that day (daily flows, not cohorts: a contact entering MQL today may have become a lead last week). Every step of every funnel has a row on every date that has data (count 0 when nothing happened).
+-- partition: date_source
+-- table: Each catalog funnel, step by step, per day: how many reached each step and how many were lost from the step before. GA4 funnels count events, HubSpot funnels count contacts entering each stage that day (daily flows, not cohorts: a contact entering MQL today may have become a lead last week). Every step of a GA4 funnel has a row on every date with GA4 data; every step of a CRM funnel on every date with GA4 or CRM data (count 0 when nothing happened).
 -- column date: Date (property-local).
 -- column funnel_name: Funnel name from the catalog.
 -- column source_system: 'ga4' or 'hubspot' (a funnel stays in one source system).
@@ -19,19 +19,23 @@ WITH steps AS (
 counts AS (
     SELECT date, conversion_name, sum(conversions)::BIGINT AS n
     FROM marts.conversions_daily
-    WHERE sw_in_dates(date) AND conversion_name IN (SELECT conversion_name FROM steps)
+    WHERE sw_in_crm_dates(date) AND conversion_name IN (SELECT conversion_name FROM steps)
     GROUP BY ALL
 ),
 dates AS (
-    SELECT DISTINCT date FROM marts.conversions_daily WHERE sw_in_dates(date)
+    -- GA4 funnels have a row per date with GA4 data; CRM funnels also on dates with CRM activity only.
+    SELECT DISTINCT date, unnest(['ga4', 'hubspot']) AS source_system
+    FROM marts.web_sessions_daily WHERE sw_in_crm_dates(date)
     UNION
-    SELECT DISTINCT date FROM marts.web_sessions_daily WHERE sw_in_dates(date)
+    SELECT DISTINCT date, 'hubspot' FROM marts.conversions_daily WHERE source_system = 'hubspot' AND sw_in_crm_dates(date)
 ),
 grid AS (
     SELECT d.date, s.funnel_name, s.source_system, s.funnel_step AS step_index, s.conversion_name AS step_name,
         coalesce(c.n, 0)::BIGINT AS count
-    FROM dates AS d CROSS JOIN steps AS s
+    FROM dates AS d
+    JOIN steps AS s ON s.source_system = d.source_system
     LEFT JOIN counts AS c ON c.date = d.date AND c.conversion_name = s.conversion_name
+    WHERE CASE s.source_system WHEN 'ga4' THEN sw_in_dates(d.date) ELSE sw_in_crm_dates(d.date) END
 )
 SELECT date, funnel_name, source_system, step_index, step_name, count,
     CASE source_system WHEN 'ga4' THEN 'events' ELSE 'contacts' END AS count_unit,

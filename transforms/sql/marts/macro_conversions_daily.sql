@@ -1,5 +1,5 @@
 -- model: marts.macro_conversions_daily
--- partition: date
+-- partition: date_source
 -- table: Macro conversions (the goals) per day, source and segment, with value, sessions and per-session rates. GA4 rows join the sessions of exactly their segment; HubSpot rows (no device or visitor type) join the sessions of their date, channel and country over all devices, visitor types and properties.
 -- column date: Date of the conversion (property-local).
 -- column source_system: 'ga4' or 'hubspot'.
@@ -25,7 +25,7 @@
 -- column user_conversion_rate: GA4 rows: users / segment_users, the share of the segment's users of that day who converted (a proportion within this one row); NULL for HubSpot.
 -- column value_per_session: value / sessions.
 WITH web AS (
-    SELECT * FROM marts.web_sessions_daily WHERE sw_in_dates(date)
+    SELECT * FROM marts.web_sessions_daily WHERE sw_in_crm_dates(date)
 ),
 web_channel_country AS (
     SELECT date, channel, country, sum(sessions)::BIGINT AS sessions FROM web GROUP BY ALL
@@ -42,4 +42,5 @@ LEFT JOIN web AS w
    AND w.device_category = c.device_category AND w.country = c.country AND w.visitor_type = c.visitor_type
 LEFT JOIN web_channel_country AS wc
     ON c.source_system = 'hubspot' AND wc.date = c.date AND wc.channel = c.channel AND wc.country = c.country
-WHERE c.tier = 'macro' AND sw_in_dates(c.date)
+WHERE c.tier = 'macro'
+  AND CASE c.source_system WHEN 'ga4' THEN sw_in_dates(c.date) ELSE sw_in_crm_dates(c.date) END
