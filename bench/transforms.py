@@ -135,10 +135,10 @@ def load_raw_from_store(
     while day <= end:
         last = min(end, day + dt.timedelta(days=days_per_partition - 1))
         for spec, sql in GA4_REPORT_SQL.items():
-            params: dict[str, Any] = {"pid": property_id, "start": day, "end": last}
+            report_params: dict[str, Any] = {"pid": property_id, "start": day, "end": last}
             if "$key_events" in sql:
-                params["key_events"] = list(KEY_EVENTS)
-            reader = cur.sql(sql + " ORDER BY ALL", params=params).to_arrow_reader(batch_rows)
+                report_params["key_events"] = list(KEY_EVENTS)
+            reader = cur.sql(sql + " ORDER BY ALL", params=report_params).to_arrow_reader(batch_rows)
             raw_load.load_ga4_partition(
                 con, spec, property_id, day, last, _batches(reader), partition_key=str(day)
             )

@@ -400,7 +400,7 @@ def _stats_columns(model: Model, counts: pa.Table, gate: stats.MinimumSample) ->
     if model.name == "segment_summary":
         a, n1 = counts.column("conversions"), counts.column("units")
         c, n2 = counts.column("rest_conversions"), counts.column("rest_units")
-        fam_cols = ("source_system", "conversion_name", "segment_dimension")
+        fam_cols: tuple[str, ...] = ("source_system", "conversion_name", "segment_dimension")
         excluded = np.zeros(counts.num_rows, dtype=bool)
     else:
         a, n1 = counts.column("did_macro"), counts.column("did_count")

@@ -208,7 +208,7 @@ def compare_against_rest(
         lift_ci_low=lift_low,
         lift_ci_high=lift_high,
         p_value=p_tested,
-        test_method=np.where(tested, method, None).astype(object),
+        test_method=np.array([m if t else None for m, t in zip(method, tested, strict=True)], dtype=object),
         tested=tested,
         gate_reason=reasons,
         q_value=q,
