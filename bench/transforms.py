@@ -115,14 +115,15 @@ def load_raw_from_store(
     days_per_partition: int = 1,
     batch_rows: int = 100_000,
     hubspot: bool = True,
-    hubspot_modified_before: dt.datetime | None = None,
+    hubspot_created_before: dt.datetime | None = None,
     hubspot_modified_since: dt.datetime | None = None,
 ) -> None:
     """Load raw.* (CONTRACTS §4) from a sandbox store, in the shapes the fake APIs serve.
 
     GA4 one partition per `days_per_partition` days; HubSpot objects upserted in one full sync (or
-    only the records last modified before / since an instant, naive UTC, as a daily incremental sync
-    would bring them), plus properties, pipelines and the GA4 property's time zone.
+    only the records created before an instant, or modified since one, naive UTC, as the previous
+    syncs and a daily incremental sync would bring them), plus properties, pipelines and the GA4
+    property's time zone.
     """
     cur = store.cursor()
     start = start_date or store.start_date
@@ -153,9 +154,9 @@ def load_raw_from_store(
         sql = _object_sql(cur, table, modified)
         params: dict[str, Any] = {"portal": PORTAL_ID}
         conditions = []
-        if hubspot_modified_before is not None:
-            conditions.append(f"{modified} < $before")
-            params["before"] = hubspot_modified_before
+        if hubspot_created_before is not None:
+            conditions.append("createdate < $before")
+            params["before"] = hubspot_created_before
         if hubspot_modified_since is not None:
             conditions.append(f"{modified} >= $since")
             params["since"] = hubspot_modified_since
@@ -229,7 +230,6 @@ def aggregate_scan(con: duckdb.DuckDBPyConnection, text_columns: bool = False) -
 
 def _measure(path: str, mode: str, last_day: str, memory_limit: str) -> dict[str, Any]:
     """Runs in a fresh process so its peak RSS is the build's alone (not the store's)."""
-    import resource
     import statistics
 
     from transforms.build import build_all
@@ -262,7 +262,10 @@ def _measure(path: str, mode: str, last_day: str, memory_limit: str) -> dict[str
     out["mode"] = result.mode
     out["slowest"] = sorted(result.seconds.items(), key=lambda kv: -kv[1])[:6]
     con.close()
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process image's peak RSS (ru_maxrss would include the forking parent's, with the store).
+    status = Path("/proc/self/status").read_text()
+    hwm_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    out["peak_rss_mb"] = hwm_kb / 1024
     return out
 
 
@@ -292,8 +295,10 @@ def run(
     """Full build vs one aggregate scan, peak RSS of the build process, incremental vs full.
 
     Raw tables are loaded straight from the store (see the module docstring). The initial load is every
-    day but the last, with the HubSpot records as of the last day's start; the "new daily partition" is
-    the last GA4 day plus the HubSpot records modified since then (an incremental sync's share).
+    GA4 day but the last and the HubSpot records created before the last day; the "new daily partition"
+    is the last GA4 day plus every HubSpot record modified since the last day began (an incremental
+    sync's share: the day's new contacts and deals, the bulk-import block, the day's stage changes).
+    The store holds only final states, so a record that existed before is re-delivered unchanged.
     DuckDB runs with memory_limit=`memory_limit` (the setting the pipeline's DuckDB resource uses)."""
     from connectors.sandbox.store import build_store
 
@@ -310,7 +315,7 @@ def run(
             con,
             end_date=last_day - dt.timedelta(days=1),
             days_per_partition=31,
-            hubspot_modified_before=cutoff,
+            hubspot_created_before=cutoff,
         )
         con.execute("CHECKPOINT")
         counts = dict(

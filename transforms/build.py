@@ -375,9 +375,12 @@ def _run_model(
         con.execute(f"DELETE FROM {model.qualified} WHERE date IN (SELECT scope_date FROM sw_scope_dates)")
     elif model.partition == "date_source":
         con.execute(
-            f"DELETE FROM {model.qualified} WHERE CASE source_system "
-            "WHEN 'ga4' THEN date IN (SELECT scope_date FROM sw_scope_dates) "
-            "ELSE date IN (SELECT scope_date FROM sw_scope_crm_dates) END"
+            f"DELETE FROM {model.qualified} WHERE source_system = 'ga4' "
+            "AND date IN (SELECT scope_date FROM sw_scope_dates)"
+        )
+        con.execute(
+            f"DELETE FROM {model.qualified} WHERE source_system <> 'ga4' "
+            "AND date IN (SELECT scope_date FROM sw_scope_crm_dates)"
         )
     elif model.partition == "date_all":
         con.execute(
@@ -530,49 +533,81 @@ def _prepare_incremental_scope(
         SELECT scope_portal_id, scope_contact_id FROM sw_scope_contacts
         """
     )
+    con.execute("CREATE OR REPLACE TEMP TABLE sw_snapshot_old (snapshot_date DATE, row_hash UBIGINT)")
+    con.execute("CREATE OR REPLACE TEMP TABLE sw_snapshot_new (snapshot_date DATE, row_hash UBIGINT)")
+    _snapshot(con, "sw_snapshot_old", "sw_scope_contacts")
+
+
+# Everything a staged HubSpot row contributes to the date-partitioned marts, per date. Comparing the
+# scoped records' rows before and after re-staging gives the dates whose CRM rows really changed: a
+# bulk import that only bumps lastmodifieddate re-stages thousands of contacts but changes no date.
+_SNAPSHOT_SQL = """
+INSERT INTO {target}
+SELECT c.created_date, hash('contact', c.portal_id, c.contact_id, c.channel, c.country, c.merged_into,
+    EXISTS (SELECT 1 FROM staging.hubspot_merges AS m WHERE m.portal_id = c.portal_id AND m.merged_id = c.contact_id))
+FROM staging.hubspot_contacts AS c
+JOIN {scope} AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_id = c.contact_id
+UNION ALL
+SELECT e.entered_date, hash('stage', e.portal_id, e.contact_id, e.stage, e.entered_at_utc, e.channel, e.country)
+FROM staging.hubspot_contact_stage_events AS e
+JOIN {scope} AS s ON s.scope_portal_id = e.portal_id AND s.scope_contact_id = e.contact_id
+UNION ALL
+SELECT f.converted_date, hash('form', f.portal_id, f.contact_id, f.form_name, f.position, f.converted_at_utc,
+    f.channel, f.country)
+FROM staging.hubspot_form_conversions AS f
+JOIN {scope} AS s ON s.scope_portal_id = f.portal_id AND s.scope_contact_id = f.contact_id
+UNION ALL
+SELECT d.close_date, hash('deal', d.portal_id, d.deal_id, d.contact_id, d.pipeline, d.amount, d.is_closed_won,
+    c.channel, c.country)
+FROM staging.hubspot_deals AS d
+LEFT JOIN staging.hubspot_contacts AS c ON c.portal_id = d.portal_id AND c.contact_id = d.contact_id
+WHERE EXISTS (SELECT 1 FROM {scope} AS s WHERE s.scope_portal_id = d.portal_id AND s.scope_contact_id = d.contact_id)
+   OR EXISTS (SELECT 1 FROM sw_scope_deals AS s WHERE s.scope_portal_id = d.portal_id AND s.scope_deal_id = d.deal_id)
+"""
+
+
+def _snapshot(con: duckdb.DuckDBPyConnection, target: str, scope: str) -> None:
+    assert target in ("sw_snapshot_old", "sw_snapshot_new") and scope in (
+        "sw_scope_contacts",
+        "sw_scope_merged",
+    )
+    con.execute(_SNAPSHOT_SQL.format(target=target, scope=scope))
+
+
+def _add_changed_crm_dates(con: duckdb.DuckDBPyConnection) -> None:
+    """After re-staging: the dates where the scoped records' rows differ before/after join the CRM scope."""
+    _snapshot(con, "sw_snapshot_new", "sw_scope_contacts")
     con.execute(
         """
         INSERT INTO sw_scope_crm_dates
-        SELECT d.close_date FROM staging.hubspot_deals AS d
-        JOIN sw_scope_deals AS s ON s.scope_portal_id = d.portal_id AND s.scope_deal_id = d.deal_id
-        WHERE d.close_date IS NOT NULL
+        SELECT snapshot_date FROM (
+            (SELECT * FROM sw_snapshot_old EXCEPT ALL SELECT * FROM sw_snapshot_new)
+            UNION ALL
+            (SELECT * FROM sw_snapshot_new EXCEPT ALL SELECT * FROM sw_snapshot_old)
+        )
         """
     )
-    _add_contact_dates(con)
-
-
-def _add_contact_dates(con: duckdb.DuckDBPyConnection) -> None:
-    """Add to the CRM date scope every date on which the scoped contacts have staged rows."""
     con.execute(
-        """
-        INSERT INTO sw_scope_crm_dates
-        SELECT c.created_date FROM staging.hubspot_contacts AS c
-        JOIN sw_scope_contacts AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_id = c.contact_id
-        UNION
-        SELECT e.entered_date FROM staging.hubspot_contact_stage_events AS e
-        JOIN sw_scope_contacts AS s ON s.scope_portal_id = e.portal_id AND s.scope_contact_id = e.contact_id
-        UNION
-        SELECT f.converted_date FROM staging.hubspot_form_conversions AS f
-        JOIN sw_scope_contacts AS s ON s.scope_portal_id = f.portal_id AND s.scope_contact_id = f.contact_id
-        UNION
-        SELECT d.close_date FROM staging.hubspot_deals AS d
-        JOIN sw_scope_contacts AS s ON s.scope_portal_id = d.portal_id AND s.scope_contact_id = d.contact_id
-        WHERE d.is_closed_won
-        """
+        "CREATE OR REPLACE TEMP TABLE sw_scope_crm_dates AS "
+        "SELECT DISTINCT scope_date FROM sw_scope_crm_dates WHERE scope_date IS NOT NULL"
     )
 
 
 def _extend_scope_with_merges(con: duckdb.DuckDBPyConnection) -> None:
-    """Contacts newly listed as merged into a re-staged survivor leave the marts: scope them too."""
+    """Contacts newly listed as merged into a re-staged survivor leave the marts: scope them too
+    (their current rows go into the 'before' snapshot first)."""
     con.execute(
         """
-        INSERT INTO sw_scope_contacts
-        SELECT DISTINCT c.portal_id, unnest(c.merged_object_ids) FROM staging.hubspot_contacts AS c
+        CREATE OR REPLACE TEMP TABLE sw_scope_merged AS
+        SELECT DISTINCT c.portal_id AS scope_portal_id, unnest(c.merged_object_ids) AS scope_contact_id
+        FROM staging.hubspot_contacts AS c
         JOIN sw_scope_contacts AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_id = c.contact_id
         EXCEPT
         SELECT scope_portal_id, scope_contact_id FROM sw_scope_contacts
         """
     )
+    _snapshot(con, "sw_snapshot_old", "sw_scope_merged")
+    con.execute("INSERT INTO sw_scope_contacts SELECT * FROM sw_scope_merged")
 
 
 def _read_state(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
@@ -688,14 +723,8 @@ def _build(
             _set_stage_variables(con)
         if incremental and model.name == "hubspot_contacts":
             _extend_scope_with_merges(con)
-            _add_contact_dates(con)  # old dates of newly merged-away contacts
         if incremental and model.name == "hubspot_contact_facts":
-            _add_contact_dates(con)  # new dates of the re-staged contacts
-            # Deduplicate once before the date-partitioned models read the scope.
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE sw_scope_crm_dates AS "
-                "SELECT DISTINCT scope_date FROM sw_scope_crm_dates WHERE scope_date IS NOT NULL"
-            )
+            _add_changed_crm_dates(con)
         result.seconds[model.qualified] = time.perf_counter() - started
 
     if incremental:

@@ -32,7 +32,8 @@ ga4 AS (
 stages AS (
     SELECT s.entered_date AS date, 'hubspot' AS source_system, s.portal_id AS source_id, k.conversion_name, k.tier,
         k.kind, s.channel, NULL::VARCHAR AS device_category, s.country, NULL::VARCHAR AS visitor_type,
-        count(*)::BIGINT AS conversions, 'contacts' AS conversion_unit, count(DISTINCT s.contact_id)::BIGINT AS users,
+        -- staging has one row per contact and stage, so the contacts of a row are its entries
+        count(*)::BIGINT AS conversions, 'contacts' AS conversion_unit, count(*)::BIGINT AS users,
         CASE WHEN any_value(k.value_source) = 'fixed' THEN count(*) * any_value(k.value) END AS value,
         false AS subject_to_thresholding, false AS data_loss_from_other_row, false AS sampled
     FROM staging.hubspot_contact_stage_events AS s
