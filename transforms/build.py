@@ -304,6 +304,59 @@ def _replace_from_arrow(con: duckdb.DuckDBPyConnection, qualified: str, table: p
         con.unregister("_sw_arrow")
 
 
+# Comments of the tables loaded from Python (the SQL models carry theirs in their headers).
+LOOKUP_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
+    "staging.conversion_catalog": (
+        "The validated conversion catalog the last build used (the SQL reads it; marts.conversion_catalog shows it).",
+        {
+            "conversion_name": "Unique conversion name.",
+            "source_system": "'ga4' or 'hubspot'.",
+            "signal_type": "'event', 'lifecycle_stage', 'deal_won' or 'form'.",
+            "signal": "GA4 event name, lifecycle stage, deal pipeline id (* = any) or form name.",
+            "tier": "'micro' or 'macro'.",
+            "kind": "'process_milestone' or 'secondary_action' (micro only).",
+            "funnel_name": "Funnel the conversion is a step of.",
+            "funnel_step": "Step position in the funnel, from 1.",
+            "value": "Fixed value per conversion (value_source 'fixed').",
+            "value_source": "'fixed', 'event_value', 'deal_amount' or NULL.",
+            "description": "Free text from the catalog.",
+            "catalog_file": "Catalog file name.",
+            "catalog_line": "Line of the entry in the catalog file.",
+        },
+    ),
+    "staging.channel_mapping": (
+        "The validated channel mapping (HubSpot hs_analytics_source -> GA4 default channel group) the last build used.",
+        {
+            "hs_analytics_source": "HubSpot original source value.",
+            "channel": "GA4 default channel group it maps to.",
+            "mapping_line": "Line of the entry in the mapping file.",
+        },
+    ),
+    "staging.channel_groups": (
+        "GA4 default channel groups, the one channel taxonomy of the warehouse.",
+        {"channel": "Channel group name as GA4 spells it.", "channel_key": "Lower-case match key."},
+    ),
+    "staging.build_state": (
+        "Bookkeeping of the last build: configuration fingerprint, reporting time zone, and the raw HubSpot "
+        "load watermarks the next incremental build starts from.",
+        {
+            "config_fingerprint": "SHA-256 of catalog, mapping, time zone, settings and model SQL; a change forces a full build.",
+            "time_zone": "Reporting time zone (the GA4 property's) used for HubSpot dates.",
+            "lead_event_name": "GA4 lead event and unsettled-days setting of the build.",
+            "contacts_watermark": "Newest raw.hubspot_contacts _loaded_at the build saw.",
+            "deals_watermark": "Newest raw.hubspot_deals _loaded_at the build saw.",
+        },
+    ),
+}
+
+
+def _comment_lookup(con: duckdb.DuckDBPyConnection, qualified: str) -> None:
+    table_comment, columns = LOOKUP_COMMENTS[qualified]
+    con.execute(f"COMMENT ON TABLE {qualified} IS {_quote(table_comment)}")
+    for column, text in columns.items():
+        con.execute(f'COMMENT ON COLUMN {qualified}."{column}" IS {_quote(text)}')
+
+
 def _load_lookups(con: duckdb.DuckDBPyConnection, catalog: Catalog, mapping: ChannelMapping) -> None:
     _replace_from_arrow(con, "staging.conversion_catalog", catalog.to_arrow())
     _replace_from_arrow(con, "staging.channel_mapping", mapping.to_arrow())
@@ -313,16 +366,8 @@ def _load_lookups(con: duckdb.DuckDBPyConnection, catalog: Catalog, mapping: Cha
         "staging.channel_groups",
         pa.table({"channel": groups, "channel_key": [g.lower() for g in groups]}),
     )
-    con.execute(
-        "COMMENT ON TABLE staging.conversion_catalog IS 'The validated conversion catalog the last build used.'"
-    )
-    con.execute(
-        "COMMENT ON TABLE staging.channel_mapping IS "
-        "'The validated channel mapping (HubSpot hs_analytics_source -> GA4 default channel group) the last build used.'"
-    )
-    con.execute(
-        "COMMENT ON TABLE staging.channel_groups IS 'GA4 default channel groups; channel_key is the lower-case match key.'"
-    )
+    for qualified in ("staging.conversion_catalog", "staging.channel_mapping", "staging.channel_groups"):
+        _comment_lookup(con, qualified)
 
 
 def _set_stage_variables(con: duckdb.DuckDBPyConnection) -> None:
@@ -636,10 +681,7 @@ def _write_state(con: duckdb.DuckDBPyConnection, fingerprint: str, time_zone: st
         """,
         [fingerprint, time_zone, lead_event],
     )
-    con.execute(
-        "COMMENT ON TABLE staging.build_state IS 'Bookkeeping of the last build: configuration fingerprint, reporting "
-        "time zone, and the raw HubSpot load watermarks the next incremental build starts from.'"
-    )
+    _comment_lookup(con, "staging.build_state")
 
 
 def build_all(

@@ -52,12 +52,12 @@ def test_every_table_and_column_has_a_comment(con, schema):
     assert tables
     for table, comment in tables:
         assert comment and len(comment) > 20, table
-    if schema == "marts":
-        uncommented = con.execute(
-            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'marts' "
-            "AND (comment IS NULL OR length(comment) < 5)"
-        ).fetchall()
-        assert not uncommented
+    uncommented = con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = ? "
+        "AND (comment IS NULL OR length(comment) < 5)",
+        [schema],
+    ).fetchall()
+    assert not uncommented
 
 
 def test_user_counts_say_they_are_not_additive(con):
