@@ -22,6 +22,7 @@ mapping or time zone turns an incremental request into a full build.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -75,6 +76,7 @@ MODEL_ORDER = (
     "staging/hubspot_contact_stage_events",
     "staging/hubspot_form_conversions",
     "staging/hubspot_contact_facts",
+    "staging/hubspot_cohort_daily",
     "staging/ga4_web_sessions",
     "staging/ga4_events",
     "staging/ga4_landing_pages",
@@ -286,7 +288,7 @@ def _resolve_time_zone(con: duckdb.DuckDBPyConnection, time_zone: str | None) ->
 
 def _config_fingerprint(catalog: Catalog, mapping: ChannelMapping, time_zone: str, lead_event: str) -> str:
     payload = {
-        "catalog": catalog.to_arrow().drop_columns(["catalog_file", "catalog_line"]).to_pylist(),
+        "catalog": [dataclasses.asdict(c) for c in catalog.conversions],
         "mapping": mapping.mapping,
         "unmapped": mapping.unmapped_channel,
         "time_zone": time_zone,
@@ -600,6 +602,11 @@ UNION ALL
 SELECT f.converted_date, hash('form', f.portal_id, f.contact_id, f.form_name, f.position, f.converted_at_utc,
     f.channel, f.country)
 FROM staging.hubspot_form_conversions AS f
+JOIN {scope} AS s ON s.scope_portal_id = f.portal_id AND s.scope_contact_id = f.contact_id
+UNION ALL
+SELECT f.created_date, hash('facts', f.portal_id, f.contact_id, f.channel, f.hs_analytics_source, f.country,
+    f.conversions, f.reached_macro)
+FROM staging.hubspot_contact_facts AS f
 JOIN {scope} AS s ON s.scope_portal_id = f.portal_id AND s.scope_contact_id = f.contact_id
 UNION ALL
 SELECT d.close_date, hash('deal', d.portal_id, d.deal_id, d.contact_id, d.pipeline, d.amount, d.is_closed_won,

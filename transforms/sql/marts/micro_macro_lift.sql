@@ -43,16 +43,17 @@ micro AS (
         ) AS is_prerequisite
     FROM staging.conversion_catalog AS k WHERE k.tier = 'micro'
 ),
-contacts AS (
-    SELECT f.* FROM staging.hubspot_contact_facts AS f, bounds AS b
-    WHERE f.created_date BETWEEN b.window_start AND b.window_end
+cohorts AS (
+    SELECT c.* FROM staging.hubspot_cohort_daily AS c, bounds AS b
+    WHERE c.date BETWEEN b.window_start AND b.window_end
 ),
 contact_totals AS (
-    SELECT count(*)::BIGINT AS n, count(*) FILTER (WHERE reached_macro)::BIGINT AS n_macro FROM contacts
+    SELECT coalesce(sum(contacts), 0)::BIGINT AS n, coalesce(sum(contacts_with_macro), 0)::BIGINT AS n_macro
+    FROM cohorts WHERE conversion_name = '(all contacts)'
 ),
 contact_did AS (
-    SELECT conversion_name, count(*)::BIGINT AS did_count, count(*) FILTER (WHERE reached_macro)::BIGINT AS did_macro
-    FROM (SELECT unnest(conversions) AS conversion_name, reached_macro FROM contacts)
+    SELECT conversion_name, sum(contacts)::BIGINT AS did_count, sum(contacts_with_macro)::BIGINT AS did_macro
+    FROM cohorts WHERE conversion_name <> '(all contacts)'
     GROUP BY ALL
 ),
 contact_rows AS (

@@ -39,34 +39,37 @@ ga4 AS (
     WHERE s.date BETWEEN b.window_start AND b.window_end
     GROUP BY ALL
 ),
-crm_contacts AS (
-    SELECT f.* FROM staging.hubspot_contact_facts AS f, bounds AS b
-    WHERE f.created_date BETWEEN b.window_start AND b.window_end
+crm_cohorts AS (
+    SELECT c.* FROM staging.hubspot_cohort_daily AS c, bounds AS b
+    WHERE c.date BETWEEN b.window_start AND b.window_end
 ),
 crm_catalog AS (
     SELECT conversion_name, tier FROM staging.conversion_catalog WHERE source_system = 'hubspot'
     UNION ALL
     SELECT 'all', 'macro' WHERE EXISTS (SELECT 1 FROM staging.conversion_catalog WHERE source_system = 'hubspot' AND tier = 'macro')
 ),
-crm_units AS (
-    SELECT CASE WHEN grouping(channel) = 0 THEN 'channel' WHEN grouping(hs_analytics_source) = 0 THEN 'original_source'
-                ELSE 'country' END AS segment_dimension,
-        coalesce(channel, hs_analytics_source, country) AS segment_value, count(*)::BIGINT AS units
-    FROM crm_contacts
-    GROUP BY GROUPING SETS ((channel), (hs_analytics_source), (country))
-),
-crm_reached AS (
-    SELECT channel, hs_analytics_source, country, unnest(conversions) AS conversion_name FROM crm_contacts
+crm_counts AS (
+    -- '(all contacts)' rows give the units and, as 'all', the contacts that reached any macro.
+    SELECT channel, hs_analytics_source, country, conversion_name, contacts, contacts_with_macro
+    FROM crm_cohorts
     UNION ALL
-    SELECT channel, hs_analytics_source, country, 'all' FROM crm_contacts WHERE reached_macro
+    SELECT channel, hs_analytics_source, country, 'all', contacts_with_macro, contacts_with_macro
+    FROM crm_cohorts WHERE conversion_name = '(all contacts)'
 ),
-crm_conversions AS (
+crm_grouped AS (
     SELECT conversion_name,
         CASE WHEN grouping(channel) = 0 THEN 'channel' WHEN grouping(hs_analytics_source) = 0 THEN 'original_source'
              ELSE 'country' END AS segment_dimension,
-        coalesce(channel, hs_analytics_source, country) AS segment_value, count(*)::BIGINT AS conversions
-    FROM crm_reached
+        coalesce(channel, hs_analytics_source, country) AS segment_value, sum(contacts)::BIGINT AS contacts
+    FROM crm_counts
     GROUP BY GROUPING SETS ((conversion_name, channel), (conversion_name, hs_analytics_source), (conversion_name, country))
+),
+crm_units AS (
+    SELECT segment_dimension, segment_value, contacts AS units FROM crm_grouped WHERE conversion_name = '(all contacts)'
+),
+crm_conversions AS (
+    SELECT conversion_name, segment_dimension, segment_value, contacts AS conversions
+    FROM crm_grouped WHERE conversion_name <> '(all contacts)'
 ),
 crm AS (
     SELECT 'hubspot' AS source_system, k.tier, k.conversion_name, u.segment_dimension, u.segment_value, 'contacts' AS unit,
