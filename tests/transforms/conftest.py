@@ -31,8 +31,6 @@ class Warehouse:
     store: object
     server_base_url: str
     build: BuildResult
-    ga4_settings: dict
-    hubspot_settings: dict
 
     def connect(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(str(self.path), read_only=read_only)
@@ -149,8 +147,4 @@ def warehouse(tmp_path_factory, demo_store, sandbox) -> Warehouse:
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    import os
-
-    if os.environ.get("SW_KEEP"):
-        shutil.copyfile(path, os.environ["SW_KEEP"])
-    return Warehouse(path, demo_store, sandbox.base_url, result, {}, {})
+    return Warehouse(path, demo_store, sandbox.base_url, result)
