@@ -656,10 +656,13 @@ def _extend_scope_with_merges(con: duckdb.DuckDBPyConnection) -> None:
         JOIN sw_scope_contacts AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_id = c.contact_id
         EXCEPT
         SELECT scope_portal_id, scope_contact_id FROM sw_scope_contacts
+        EXCEPT
+        SELECT portal_id, merged_id FROM staging.hubspot_merges  -- merged before: already left out
         """
     )
-    _snapshot(con, "sw_snapshot_old", "sw_scope_merged")
-    con.execute("INSERT INTO sw_scope_contacts SELECT * FROM sw_scope_merged")
+    if _scalar(con, "SELECT count(*) FROM sw_scope_merged"):
+        _snapshot(con, "sw_snapshot_old", "sw_scope_merged")
+        con.execute("INSERT INTO sw_scope_contacts SELECT * FROM sw_scope_merged")
 
 
 def _read_state(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
