@@ -234,3 +234,15 @@ def test_export_asset_is_in_the_code_location():
     assert any(k.to_user_string().startswith("publish") for k in node.parent_keys)
     assert "weekly_summary_export_schedule" in {s.name for s in defs.schedules}
     assert {k.name for k in graph.asset_check_keys if k.asset_key == EXPORT_KEY} == {"delivery"}
+
+
+def test_asset_over_the_real_pipeline_marts(pipeline_marts, pipeline_export, tmp_path, monkeypatch):
+    monkeypatch.delenv("STEPWISE_SLACK_WEBHOOK_URL", raising=False)
+    monkeypatch.delenv("STEPWISE_SMTP_HOST", raising=False)
+    result, _ = materialize_export(pipeline_marts.path, tmp_path, monkeypatch, {})
+    assert result.success and check_result(result).passed
+    meta = result.asset_materializations_for_node("export__weekly_summary")[0].metadata
+    assert meta["data_source"].value == "sandbox" and meta["file_count"].value == 22
+    for key in ("sessions", "micro_conversions", "macro_conversions"):
+        assert meta[f"headline_{key}"].value == pipeline_export.headline[key]
+    assert "| Sessions |" in meta["headline"].value
