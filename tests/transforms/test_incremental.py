@@ -137,6 +137,10 @@ def test_crm_changes_build_incrementally_like_a_full_build(warehouse, tools, tmp
     con = duckdb.connect(str(path))
     try:
         mqls_before = con.execute("SELECT sum(mqls) FROM marts.channel_funnel_daily").fetchall()[0][0]
+        cohort_mql_sql = (
+            "SELECT sum(count) FROM marts.funnel_daily WHERE funnel_name = 'crm' AND step_index = 2"
+        )
+        cohort_mqls_before = con.execute(cohort_mql_sql).fetchall()[0][0]
         server = SandboxServer(private, SandboxConfig(seed=store.seed))
         server.config.hubspot.general_max, server.config.hubspot.search_per_second = 5_000, 200
         with server:
@@ -149,6 +153,8 @@ def test_crm_changes_build_incrementally_like_a_full_build(warehouse, tools, tmp
         result = build_all(con, default_catalog(), default_channel_mapping(), dates=[])
         assert result.mode == "incremental" and result.contacts >= len(touched)
         assert con.execute("SELECT sum(mqls) FROM marts.channel_funnel_daily").fetchall()[0][0] > mqls_before
+        # Promoted leads move up in their (old) creation cohorts of the CRM funnel.
+        assert con.execute(cohort_mql_sql).fetchall()[0][0] > cohort_mqls_before
         incremental = content_hashes(con)
         con.execute("CHECKPOINT")
     finally:

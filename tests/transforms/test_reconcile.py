@@ -183,14 +183,100 @@ def test_lifecycle_columns_reconcile_with_truth(con, warehouse, column, stage):
     both = mart.merge(truth, on=["date", "channel"], how="outer").pipe(fill0)
     assert both["n"].sum() > 0
     assert (both["mart_n"] == both["n"]).all()
-    # The CRM funnel of funnel_daily counts the same stage entries.
-    step = {"lead": 1, "marketingqualifiedlead": 2, "salesqualifiedlead": 3, "opportunity": 4, "customer": 5}[
-        stage
-    ]
-    funnel_total = con.execute(
-        "SELECT sum(count) FROM marts.funnel_daily WHERE funnel_name = 'crm' AND step_index = ?", [step]
-    ).fetchall()[0][0]
-    assert funnel_total == both["n"].sum()
+
+
+CRM_FUNNEL_STAGES = ("lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer")
+
+
+def test_crm_funnel_counts_cohorts_that_reconcile_with_truth(con, warehouse):
+    """The CRM funnel counts cohorts: per local creation date, the contacts that reached step k or any
+    later stage of the funnel by now, straight from the store's contacts."""
+    store = warehouse.store
+    deepest = " ".join(
+        f"WHEN hs_v2_date_entered_{stage} IS NOT NULL THEN {step}"
+        for step, stage in reversed(list(enumerate(CRM_FUNNEL_STAGES, start=1)))
+    )
+    truth = store_frame(
+        store,
+        f"""
+        WITH c AS (
+            SELECT timezone($tz, timezone('UTC', createdate))::DATE AS date, CASE {deepest} END AS deepest
+            FROM contacts WHERE NOT archived AND merged_into IS NULL
+        )
+        SELECT c.date, s.step AS step_index, count(*) FILTER (WHERE c.deepest >= s.step) AS n
+        FROM c CROSS JOIN range(1, {len(CRM_FUNNEL_STAGES) + 1}) AS s(step)
+        GROUP BY ALL HAVING n > 0
+        """,
+        {"tz": store.time_zone},
+    )
+    mart = frame(
+        con,
+        "SELECT date, step_index, count, count_unit, rate_from_previous, rate_from_first, drop_off, drop_off_count "
+        "FROM marts.funnel_daily WHERE funnel_name = 'crm'",
+    )
+    both = mart[mart["count"] > 0].merge(truth, on=["date", "step_index"], how="outer").pipe(fill0)
+    assert truth["n"].sum() > 1_000 and (truth["step_index"] == 5).any()
+    assert (both["count"] == both["n"]).all()
+    assert (mart["count_unit"] == "contacts (cohort by created date)").all()
+    # A cohort only shrinks along the funnel: every rate is a proportion, no drop-off is negative.
+    assert (mart["drop_off_count"].dropna() >= 0).all()
+    for column in ("rate_from_previous", "rate_from_first", "drop_off"):
+        rates = mart[column].dropna()
+        assert len(rates) > 0 and rates.between(0, 1).all(), column
+    # Step 1 is every contact of the cohort that entered the funnel (lead or any later stage).
+    step1 = mart[mart["step_index"] == 1].set_index("date")["count"].sort_index()
+    assert (mart.groupby("date")["count"].max().sort_index() == step1).all()
+
+
+def test_ga4_funnel_rates_are_proportions_or_null(con):
+    rows = frame(
+        con,
+        "SELECT step_index, count, rate_from_previous, rate_from_first, drop_off, drop_off_count "
+        "FROM marts.funnel_daily WHERE source_system = 'ga4'",
+    )
+    assert len(rows) > 0
+    for column in ("rate_from_previous", "rate_from_first", "drop_off"):
+        assert rows[column].dropna().between(0, 1).all(), column
+    later = rows[rows["step_index"] > 1]
+    # Where a step counted more events than its predecessor the rate is NULL, never capped at 1.
+    above = later[later["drop_off_count"] < 0]
+    assert above["rate_from_previous"].isna().all() and above["drop_off"].isna().all()
+    assert later[later["drop_off_count"] >= 0]["rate_from_previous"].notna().sum() > 0
+
+
+def test_ga4_step_above_its_predecessor_gets_null_rates_not_a_cap(warehouse, tmp_path):
+    """Real GA4 data can count more add_to_cart than view_item events on a day (events are not nested)."""
+    import duckdb
+
+    from transforms.build import build_all
+    from transforms.catalog import default_catalog, default_channel_mapping
+
+    con = duckdb.connect(str(warehouse.copy(tmp_path / "bumped.duckdb")))
+    try:
+        day = warehouse.store.start_date + dt.timedelta(days=3)
+        views = con.execute(
+            "SELECT sum(event_count) FROM raw.ga4_events WHERE date = ? AND event_name = 'view_item'", [day]
+        ).fetchall()[0][0]
+        con.execute(
+            "UPDATE raw.ga4_events SET event_count = event_count + ? WHERE rowid = "
+            "(SELECT min(rowid) FROM raw.ga4_events WHERE date = ? AND event_name = 'add_to_cart')",
+            [views, day],
+        )
+        build_all(con, default_catalog(), default_channel_mapping(), dates=[day])
+        rows = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "SELECT step_index, count, rate_from_previous, rate_from_first, drop_off, drop_off_count "
+                "FROM marts.funnel_daily WHERE funnel_name = 'purchase' AND date = ?",
+                [day],
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    count, rate_prev, rate_first, drop_off, drop_off_count = rows[2]
+    assert count > rows[1][0] and drop_off_count == rows[1][0] - count < 0
+    assert rate_prev is None and rate_first is None and drop_off is None
+    assert rows[3][1] is not None and 0 <= rows[3][1] <= 1  # the next step is a proportion again
 
 
 def test_deals_won_and_revenue_reconcile_with_truth(con, warehouse):

@@ -1,33 +1,58 @@
 -- model: marts.funnel_daily
 -- partition: date_source
--- table: Each catalog funnel, step by step, per day: how many reached each step and how many were lost from the step before. GA4 funnels count events, HubSpot funnels count contacts entering each stage that day (daily flows, not cohorts: a contact entering MQL today may have become a lead last week). Every step of a GA4 funnel has a row on every date with GA4 data; every step of a CRM funnel on every date with GA4 or CRM data (count 0 when nothing happened).
--- column date: Date (property-local).
+-- table: Each catalog funnel, step by step, per day: how many reached each step and how many were lost from the step before. GA4 funnels count EVENTS per day (GA4 aggregates carry no per-user link between steps). HubSpot (CRM) funnels count COHORTS: the date is the contacts' creation date (property-local), and the count at step k is the contacts created that day who have reached step k or any later step of the funnel by now (merged-away records left out, archived kept), so counts never grow along the funnel and every CRM rate lies in [0, 1]; a cohort's row changes as its contacts progress. Every step of a GA4 funnel has a row on every date with GA4 data; every step of a CRM funnel on every date with GA4 data or created contacts (count 0 when none).
+-- column date: GA4: date of the events (property-local). HubSpot: creation date of the contact cohort (property-local).
 -- column funnel_name: Funnel name from the catalog.
 -- column source_system: 'ga4' or 'hubspot' (a funnel stays in one source system).
 -- column step_index: Step position, from 1.
 -- column step_name: The catalog conversion at this step.
--- column count: Conversions at this step on this date, summed over every segment and property/portal (see count_unit).
--- column count_unit: 'events' (GA4) or 'contacts' (HubSpot stage entries).
--- column rate_from_previous: count / count of the previous step (NULL for step 1 or when the previous count is 0).
--- column rate_from_first: count / count of step 1 (NULL when step 1 is 0).
--- column drop_off: 1 - rate_from_previous: the share lost since the previous step (NULL for step 1).
--- column drop_off_count: Previous step's count minus this step's count (NULL for step 1; negative when more reached this step than the one before on that day).
+-- column count: GA4: events of this step on this date. HubSpot: contacts of the date's creation cohort that reached this step or a later one of the funnel by now. Summed over every segment and property/portal (see count_unit).
+-- column count_unit: 'events' (GA4, per day) or 'contacts (cohort by created date)' (HubSpot).
+-- column rate_from_previous: count / count of the previous step, a proportion in [0, 1]. NULL for step 1, when the previous count is 0, or (GA4 only: events are not nested) when this step counted more events than the previous one that day; drop_off_count is then negative.
+-- column rate_from_first: count / count of step 1, a proportion in [0, 1]. NULL when step 1 is 0 or (GA4 only) when this step counted more events than step 1 that day.
+-- column drop_off: 1 - rate_from_previous: the share lost since the previous step (NULL whenever rate_from_previous is).
+-- column drop_off_count: Previous step's count minus this step's count (NULL for step 1; never negative for HubSpot cohorts; negative for GA4 when more events reached this step than the one before on that day).
 WITH steps AS (
     SELECT funnel_name, source_system, funnel_step, conversion_name
     FROM staging.conversion_catalog WHERE funnel_name IS NOT NULL
 ),
-counts AS (
+ga4_counts AS (
     SELECT date, conversion_name, sum(conversions)::BIGINT AS n
     FROM marts.conversions_daily
-    WHERE sw_in_crm_dates(date) AND conversion_name IN (SELECT conversion_name FROM steps)
+    WHERE source_system = 'ga4' AND sw_in_dates(date)
+      AND conversion_name IN (SELECT conversion_name FROM steps WHERE source_system = 'ga4')
     GROUP BY ALL
 ),
+crm_deepest AS (
+    -- The deepest step of each CRM funnel a contact has reached: it counts at that step and every earlier one.
+    SELECT f.portal_id, f.contact_id, f.created_date AS date, s.funnel_name, max(s.funnel_step) AS deepest_step
+    FROM (
+        SELECT portal_id, contact_id, created_date, unnest(conversions) AS conversion_name
+        FROM staging.hubspot_contact_facts
+        WHERE created_date IS NOT NULL AND sw_in_crm_dates(created_date)
+    ) AS f
+    JOIN steps AS s ON s.source_system = 'hubspot' AND s.conversion_name = f.conversion_name
+    GROUP BY ALL
+),
+crm_counts AS (
+    SELECT d.date, s.conversion_name, count(*)::BIGINT AS n
+    FROM crm_deepest AS d
+    JOIN steps AS s ON s.source_system = 'hubspot' AND s.funnel_name = d.funnel_name AND s.funnel_step <= d.deepest_step
+    GROUP BY ALL
+),
+counts AS (
+    SELECT * FROM ga4_counts
+    UNION ALL
+    SELECT * FROM crm_counts
+),
 dates AS (
-    -- GA4 funnels have a row per date with GA4 data; CRM funnels also on dates with CRM activity only.
-    SELECT DISTINCT date, unnest(['ga4', 'hubspot']) AS source_system
-    FROM marts.web_sessions_daily WHERE sw_in_crm_dates(date)
+    -- GA4 funnels have a row per date with GA4 data; CRM funnels also on creation dates without GA4 data.
+    SELECT DISTINCT date, 'ga4' AS source_system FROM marts.web_sessions_daily WHERE sw_in_dates(date)
     UNION
-    SELECT DISTINCT date, 'hubspot' FROM marts.conversions_daily WHERE source_system = 'hubspot' AND sw_in_crm_dates(date)
+    SELECT DISTINCT date, 'hubspot' FROM marts.web_sessions_daily WHERE sw_in_crm_dates(date)
+    UNION
+    SELECT DISTINCT created_date, 'hubspot' FROM staging.hubspot_contact_facts
+    WHERE created_date IS NOT NULL AND sw_in_crm_dates(created_date)
 ),
 grid AS (
     SELECT d.date, s.funnel_name, s.source_system, s.funnel_step AS step_index, s.conversion_name AS step_name,
@@ -35,13 +60,20 @@ grid AS (
     FROM dates AS d
     JOIN steps AS s ON s.source_system = d.source_system
     LEFT JOIN counts AS c ON c.date = d.date AND c.conversion_name = s.conversion_name
-    WHERE CASE s.source_system WHEN 'ga4' THEN sw_in_dates(d.date) ELSE sw_in_crm_dates(d.date) END
+),
+ratios AS (
+    SELECT *,
+        count / nullif(lag(count) OVER w, 0) AS raw_rate_from_previous,
+        count / nullif(first_value(count) OVER w, 0) AS raw_rate_from_first,
+        lag(count) OVER w - count AS drop_off_count
+    FROM grid
+    WINDOW w AS (PARTITION BY date, funnel_name ORDER BY step_index)
 )
 SELECT date, funnel_name, source_system, step_index, step_name, count,
-    CASE source_system WHEN 'ga4' THEN 'events' ELSE 'contacts' END AS count_unit,
-    count / nullif(lag(count) OVER w, 0) AS rate_from_previous,
-    count / nullif(first_value(count) OVER w, 0) AS rate_from_first,
-    1 - count / nullif(lag(count) OVER w, 0) AS drop_off,
-    lag(count) OVER w - count AS drop_off_count
-FROM grid
-WINDOW w AS (PARTITION BY date, funnel_name ORDER BY step_index)
+    CASE source_system WHEN 'ga4' THEN 'events' ELSE 'contacts (cohort by created date)' END AS count_unit,
+    -- GA4 event counts are not nested: a step above its predecessor has no proportion (left NULL, not capped).
+    CASE WHEN raw_rate_from_previous <= 1 THEN raw_rate_from_previous END AS rate_from_previous,
+    CASE WHEN raw_rate_from_first <= 1 THEN raw_rate_from_first END AS rate_from_first,
+    CASE WHEN raw_rate_from_previous <= 1 THEN 1 - raw_rate_from_previous END AS drop_off,
+    drop_off_count
+FROM ratios
