@@ -21,6 +21,7 @@ from typing import Any
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+PID_TAG = "stepwise/demo_pid"
 
 
 def say(message: str) -> None:
@@ -119,7 +120,7 @@ def run_exports(defs: Any, instance: Any) -> list[str]:
         instance=instance,
         raise_on_error=False,
         run_config=quiet_run_config(),
-        tags={"stepwise/trigger": "demo"},
+        tags={"stepwise/trigger": "demo", PID_TAG: str(os.getpid())},
     )
     if not result.success:
         say("summary export FAILED (see the run in `make ui`)")
@@ -131,6 +132,25 @@ def run_exports(defs: Any, instance: Any) -> list[str]:
             if "path" in name or "dir" in name or "report" in name or "html" in name:
                 paths.append(f"{name}: {getattr(value, 'value', value)}")
     return paths
+
+
+def release_abandoned_runs(instance: Any) -> None:
+    """Runs of an earlier demo that was killed (kill -9, power loss) still hold their "duckdb" pool
+    slot and would block this one forever; mark them failed and free their slots."""
+    import psutil
+
+    for run_id in instance.event_log_storage.get_concurrency_run_ids():
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            continue
+        pid = run.tags.get(PID_TAG)
+        if pid is None or (pid.isdigit() and psutil.pid_exists(int(pid)) and int(pid) != os.getpid()):
+            continue  # not a demo run, or its process is alive
+        if not run.is_finished:
+            instance.report_run_failed(run, "the demo process running it is gone (killed); slot released")
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        say(f"released run {run_id[:8]} of a demo that was killed")
 
 
 def quiet_run_config() -> dict[str, Any]:
@@ -154,10 +174,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
-    from orchestration.resources import build_resources, get_sandbox
+    from orchestration.resources import analyst_file_from_env, get_sandbox, sandbox_from_env
 
-    resources = build_resources()
-    sandbox_mode = resources["ga4"].is_sandbox and resources["hubspot"].is_sandbox  # type: ignore[attr-defined]
+    sandbox_mode = all(sandbox_from_env())
     if sandbox_mode:
         say("starting the built-in sandbox (synthetic GA4 + HubSpot; no credentials in the environment)")
         sandbox = get_sandbox()
@@ -186,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job = defs.resolve_job_def("stepwise_daily")
     instance = dg.DagsterInstance.get()
+    release_abandoned_runs(instance)
     run_id = str(uuid.uuid4())
     total_steps = len(job.graph.node_defs) if hasattr(job, "graph") else 0
     say(f"backfill {first} .. {last} as one run of `stepwise_daily` ({total_steps} steps), run {run_id[:8]}")
@@ -200,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 RANGE_START_TAG: first.isoformat(),
                 RANGE_END_TAG: last.isoformat(),
                 "stepwise/trigger": "demo",
+                PID_TAG: str(os.getpid()),
             },
             raise_on_error=False,
             run_config=quiet_run_config(),
@@ -228,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_export:
         export_paths = run_exports(defs, instance)
 
-    analyst_file = resources["warehouse"].analyst_file  # type: ignore[attr-defined]
+    analyst_file = analyst_file_from_env()
     wall = time.monotonic() - started
     print("", flush=True)
     say(f"analyst file: {analyst_file}")

@@ -365,6 +365,18 @@ def data_source_label(ga4: Ga4Resource, hubspot: HubSpotResource) -> str:
     return "+".join(sorted(sources))
 
 
+def analyst_file_from_env() -> Path:
+    return resolve_path(os.environ.get("STEPWISE_ANALYST_DB") or DEFAULT_ANALYST_DB)
+
+
+def sandbox_from_env() -> tuple[bool, bool]:
+    """(GA4 served by the sandbox, HubSpot served by the sandbox), as the resources will decide."""
+    return (
+        not os.environ.get("STEPWISE_GA4_PROPERTY_IDS", "").strip(),
+        not os.environ.get("HUBSPOT_ACCESS_TOKEN", "").strip(),
+    )
+
+
 def _env_or(name: str, default: Any) -> Any:
     """`dg.EnvVar` when the variable is set (so the UI shows where a value comes from), else a default."""
     return dg.EnvVar(name) if os.environ.get(name) else default
