@@ -4,6 +4,7 @@ never damages the analyst file."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -211,7 +212,7 @@ def test_bad_configuration_fails_before_any_write_with_one_message(
         timeout=600,
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    failed_lines = [line for line in done.stdout.splitlines() if "FAILED raw__ga4" in line]
+    failed_lines = [line for line in done.stdout.splitlines() if re.search(r"FAILED raw__ga4_\w+: ", line)]
     assert failed_lines
     for line in failed_lines:
         assert "STEPWISE_GA4_PROPERTY_IDS has ['properties/678']" in line, line
