@@ -40,7 +40,10 @@ Planted truths (``store.truth.planted``, CONTRACTS §5)
 - channel Email buys about twice as often per session as the rest; Display about 0.4×.
 - country and device category: identical propensities (visitor attributes drawn independently).
 - contact level: "Demo request" contacts reach customer several times as often as the rest;
-  "Newsletter signup" uses exactly the same progression probabilities as "Contact us"/"Brochure request".
+  "Newsletter signup" is the planted null AGAINST THE REST: each newsletter contact progresses like a random
+  contact of the other forms (Contact us / Brochure request / Demo request drawn 3:3:1, their own mix), so
+  it reaches every stage, customer included, at the same expected rate as all other contacts together.
+  That draw has its own RNG stream, so sessions, events and every other draw are unchanged by it.
 - session level: add_to_wishlist multiplies purchase probability by 4; share is drawn with one constant
   probability, independently of everything (no link to purchase).
 - cross-source: per property-local date and channel, GA4 generate_lead count == contacts created,

@@ -368,7 +368,11 @@ def _populate_crm(
 
     form = leads["form"].astype(np.int64)
     newsletter = form == m.FORM_NEWSLETTER
-    prog = m.PROGRESSION[form]
+    # Newsletter signups take the progression of a random other-form contact (the planted null against the
+    # rest), drawn from a separate stream so the main stream, and with it every other draw, is unchanged.
+    intent_rng = np.random.default_rng([params.seed, m.NEWSLETTER_INTENT_STREAM])
+    intent = intent_rng.choice(len(m.LEAD_FORMS), size=n, p=m.NEWSLETTER_INTENT_WEIGHTS)
+    prog = m.PROGRESSION[np.where(newsletter, intent, form)]
     u = rng.random((n, 4))
     reach_mql = u[:, 0] < prog[:, 0]
     reach_sql = reach_mql & (u[:, 1] < prog[:, 1])
