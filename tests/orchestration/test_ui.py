@@ -126,30 +126,36 @@ def test_ui_lists_everything_renders_the_graph_and_stops_on_sigterm(
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is needed for this test (make system-deps installs it)")
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    shot = SCREENSHOT_DIR / "asset_graph.png"
-    shot.unlink(missing_ok=True)
-    subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'chromium'}",
-            f"--screenshot={shot}",
-            "--window-size=1600,1000",
-            "--virtual-time-budget=25000",
-            f"http://127.0.0.1:{port}/asset-groups",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    assert shot.exists() and shot.stat().st_size > 30_000, "the screenshot is missing or blank"
+    # The global lineage (groups ingest -> staging -> marts -> publish -> export) and the marts
+    # group's table-level graph with its checks.
+    for name, path in (
+        ("asset_graph.png", "asset-groups"),
+        ("asset_graph_marts.png", "locations/stepwise/asset-groups/marts"),
+    ):
+        shot = SCREENSHOT_DIR / name
+        shot.unlink(missing_ok=True)
+        subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / ('chromium-' + name)}",
+                f"--screenshot={shot}",
+                "--window-size=1600,1000",
+                "--virtual-time-budget=25000",
+                f"http://127.0.0.1:{port}/{path}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+        assert shot.exists() and shot.stat().st_size > 30_000, f"{name} is missing or blank"
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) is not None
