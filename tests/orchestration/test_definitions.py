@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
@@ -109,13 +108,25 @@ def test_checks_sit_beside_their_assets(defs: Any) -> None:
     assert all(("marts/" + m, "not_empty") in checks for m in DESIGN_MARTS)
 
 
-def test_schedule_hour_from_the_environment(stepwise_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import orchestration
-
-    schedule = next(
-        iter(dg.load_from_defs_folder(path_within_project=Path(orchestration.__file__).parent).schedules)
-    )
-    assert schedule.name == "stepwise_daily_schedule"
+def test_schedule_from_the_partitioned_job(defs: Any) -> None:
+    schedule = defs.resolve_schedule_def("stepwise_daily_schedule")
     assert schedule.job_name == "stepwise_daily"
-    assert schedule.cron_schedule == "0 6 * * *"
+    assert schedule.cron_schedule == "0 6 * * *"  # STEPWISE_SCHEDULE_HOUR default
     assert schedule.execution_timezone == "America/New_York"
+
+
+def test_schedule_hour_is_configurable(stepwise_env: Any) -> None:
+    code = (
+        "from orchestration.definitions import defs; "
+        "s = defs.resolve_schedule_def('stepwise_daily_schedule'); print(s.cron_schedule)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=stepwise_env.subprocess_env(STEPWISE_SCHEDULE_HOUR="4"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 4 * * *"
