@@ -73,7 +73,7 @@ class WarehouseResource(dg.ConfigurableResource):
     def analyst_file(self) -> Path:
         return resolve_path(self.analyst_path)
 
-    def validate(self) -> None:
+    def check_config(self) -> None:
         if self.threads < 1:
             raise StepwiseConfigError(
                 f"warehouse.threads is {self.threads}: set STEPWISE_DUCKDB_THREADS to 1 or more"
@@ -86,7 +86,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.validate()
+        self.check_config()
         path = self.working_file
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +202,8 @@ def get_sandbox() -> SandboxHandle:
         from connectors.sandbox.store import build_store
 
         preset, seed, end_date, overrides = key
-        store = build_store(preset, seed=seed, end_date=end_date, **dict(overrides))
+        store_overrides: dict[str, Any] = dict(overrides)
+        store = build_store(preset, seed=seed, end_date=end_date, **store_overrides)
         external = os.environ.get("STEPWISE_SANDBOX_URL")
         if external:
             handle = SandboxHandle(external.rstrip("/"), None, store, preset, seed)
@@ -261,7 +262,7 @@ class Ga4Resource(dg.ConfigurableResource):
             )
         return ids
 
-    def validate(self) -> None:
+    def check_config(self) -> None:
         if self.lookback_days < 0:
             raise StepwiseConfigError(
                 f"ga4.lookback_days is {self.lookback_days}: set STEPWISE_LOOKBACK_DAYS to 0 or more"
@@ -282,7 +283,7 @@ class Ga4Resource(dg.ConfigurableResource):
         from connectors.ga4 import Ga4Client, Ga4Settings
 
         extra: dict[str, Any] = {"run_id": run_id} if run_id else {}
-        self.validate()
+        self.check_config()
         if self.is_sandbox:
             sandbox = get_sandbox()
             settings = Ga4Settings(
@@ -324,7 +325,7 @@ class HubSpotResource(dg.ConfigurableResource):
             return SANDBOX_PORTAL_ID
         return (self.portal_id or "hubspot").strip()
 
-    def validate(self) -> None:
+    def check_config(self) -> None:
         if not self.is_sandbox and any(c.isspace() for c in (self.access_token or "").strip()):
             raise StepwiseConfigError(
                 "environment: HUBSPOT_ACCESS_TOKEN contains whitespace; paste the private app's "
@@ -337,7 +338,7 @@ class HubSpotResource(dg.ConfigurableResource):
     def make_client(self, run_id: str | None = None) -> Any:
         from connectors.hubspot import HubSpotClient, HubSpotSettings
 
-        self.validate()
+        self.check_config()
         extra: dict[str, Any] = {"run_id": run_id} if run_id else {}
         if self.is_sandbox:
             sandbox = get_sandbox()

@@ -85,16 +85,8 @@ def request_metadata(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     def total(field: str) -> int:
         return int(sum((e.get(field) or 0) for e in entries))
 
-    remaining_day = [
-        e.get("quota_tokens_remaining_day")
-        for e in entries
-        if e.get("quota_tokens_remaining_day") is not None
-    ]
-    remaining_hour = [
-        e.get("quota_tokens_remaining_hour")
-        for e in entries
-        if e.get("quota_tokens_remaining_hour") is not None
-    ]
+    remaining_day = [int(v) for e in entries if (v := e.get("quota_tokens_remaining_day")) is not None]
+    remaining_hour = [int(v) for e in entries if (v := e.get("quota_tokens_remaining_hour")) is not None]
     meta: dict[str, Any] = {
         "requests": dg.MetadataValue.int(total("requests")),
         "retries": dg.MetadataValue.int(total("retries")),
@@ -105,9 +97,9 @@ def request_metadata(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "wait_seconds": dg.MetadataValue.float(float(sum((e.get("wait_seconds") or 0) for e in entries))),
     }
     if remaining_day:
-        meta["quota_tokens_remaining_day"] = dg.MetadataValue.int(int(min(remaining_day)))
+        meta["quota_tokens_remaining_day"] = dg.MetadataValue.int(min(remaining_day))
     if remaining_hour:
-        meta["quota_tokens_remaining_hour"] = dg.MetadataValue.int(int(min(remaining_hour)))
+        meta["quota_tokens_remaining_hour"] = dg.MetadataValue.int(min(remaining_hour))
     return meta
 
 
@@ -157,7 +149,7 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
         start, end = partition_dates(context)
         warn_if_sandbox(context, ga4)
         try:
-            warehouse.validate()
+            warehouse.check_config()
             catalog, _mapping = load_model_config()
             client = ga4.make_client(run_id=context.run.run_id)
             client.validate([spec])
@@ -270,7 +262,7 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
         until = window.end.astimezone(dt.UTC)
         since: dt.datetime | None = window.start.astimezone(dt.UTC)
         try:
-            warehouse.validate()
+            warehouse.check_config()
             load_model_config()
             portal = hubspot.portal()
             with warehouse.connect() as con:
@@ -337,7 +329,7 @@ def build_hubspot_reference_asset(kind: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         warn_if_sandbox(context, hubspot)
         try:
-            warehouse.validate()
+            warehouse.check_config()
             portal = hubspot.portal()
             client = hubspot.make_client(run_id=context.run.run_id)
             fetch = client.properties if kind == "properties" else client.pipelines
