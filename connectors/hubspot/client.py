@@ -541,7 +541,8 @@ class HubSpotClient:
             updated.append(record.get("updatedAt"))
             archived.append(bool(record.get("archived", False)))
             merged_into.append(None)
-            props_json.append(dumps(properties, separators=(",", ":"), ensure_ascii=False))
+            # Sorted keys: list and search pages order properties differently; one record, one text.
+            props_json.append(dumps(properties, separators=(",", ":"), ensure_ascii=False, sort_keys=True))
             if object_type == "deals":
                 assoc = ((record.get("associations") or {}).get("contacts") or {}).get("results") or []
                 contacts.append(dumps(sorted({str(a["id"]) for a in assoc}, key=_id_key)))
