@@ -76,8 +76,12 @@ class FunnelStep:
     tier: str
 
 
-def funnel_chart(funnel_name: str, title: str, steps: Sequence[FunnelStep]) -> Markup:
-    """Centred funnel bars, one per step, with the drop-off between steps called out in red."""
+def funnel_chart(
+    funnel_name: str, title: str, steps: Sequence[FunnelStep], *, highlight_worst: bool = True
+) -> Markup:
+    """Centred funnel bars, one per step, with the drop-off between steps called out in red.
+
+    `highlight_worst=False` draws no step in red: for a cohort too young to read a leak from."""
     width, label_w, bar_w = 760, 190, 430
     bar_h, gap = 34, 30
     height = 12 + len(steps) * bar_h + max(len(steps) - 1, 0) * gap + 12
@@ -85,7 +89,7 @@ def funnel_chart(funnel_name: str, title: str, steps: Sequence[FunnelStep]) -> M
     parts = [_svg_open(width, height, "funnel", title, f' data-funnel="{_attr(funnel_name)}"')]
     # The leakiest step (largest drop-off) is highlighted: that is where to look first.
     drops = [s.drop_off for s in steps[1:] if s.drop_off is not None]
-    worst = max(drops) if drops else None
+    worst = max(drops) if drops and highlight_worst else None
     y = 12.0
     centre = label_w + bar_w / 2
     for i, step in enumerate(steps):
@@ -96,7 +100,7 @@ def funnel_chart(funnel_name: str, title: str, steps: Sequence[FunnelStep]) -> M
             text = f"▼ {fmt_pct(step.drop_off)} drop-off ({fmt_int(lost)} lost)"
             worst_attr = ' data-worst="true"' if is_worst else ""
             parts.append(
-                f'<g class="dropoff" data-step="{_attr(step.name)}" data-drop-off="{_attr(step.drop_off)}"'
+                f'<g class="dropoff" data-step="{_attr(step.name)}" data-drop-off="{_attr("" if step.drop_off is None else step.drop_off)}"'
                 f' data-lost="{_attr(lost)}"{worst_attr}>'
                 f'<text x="{_num(centre)}" y="{_num(y - gap / 2 + 4)}" text-anchor="middle" font-size="12"'
                 f' fill="{colour}" font-weight="{600 if is_worst else 400}">{escape(text)}</text></g>'

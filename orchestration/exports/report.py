@@ -428,26 +428,175 @@ def _conversion_table(con: duckdb.DuckDBPyConnection, period: Period) -> list[di
     return rows
 
 
-def _funnels(con: duckdb.DuckDBPyConnection, period: Period, tiers: dict[str, str]) -> list[dict]:
-    # Rates are recomputed from the period's summed counts; daily rates cannot be averaged.
+# CRM funnels count creation cohorts (see marts.funnel_daily): a cohort created this week has had no
+# time to progress, so its funnel is read from an older, matured window of cohorts instead.
+CRM_COHORT_DAYS = 28
+DEFAULT_CRM_LAG_DAYS = 28
+CRM_LAG_ENV = "STEPWISE_CRM_COHORT_LAG_DAYS"
+# A lag measured from the data is trusted only with enough converted contacts, and only when the
+# history is long enough that conversions twice as slow as the estimate could have been seen (the
+# lags of contacts still on their way are not yet known, so a short history understates the lag).
+MIN_LAG_SAMPLE = 30
+LAG_QUANTILE = 0.75
+
+
+@dataclass(frozen=True)
+class CohortLag:
+    days: int
+    reason: str
+    source: str  # 'setting', 'data' or 'default'
+
+
+@dataclass(frozen=True)
+class CohortWindow:
+    start: dt.date
+    end: dt.date
+    lag_days: int
+    reason: str
+    matured: bool  # False: no cohort is that old yet, and the window shown is the report's own week
+
+    @property
+    def title(self) -> str:
+        return Period(self.start, self.end).title
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0]
+    )
+
+
+def cohort_funnels(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The funnels of `marts.funnel_daily` whose rows are creation cohorts (HubSpot), not daily events."""
+    cols = _columns(con, "funnel_daily")
+    if "count_unit" in cols:
+        where = "count_unit LIKE 'contacts (cohort%'"
+    elif "source_system" in cols:
+        where = "source_system = 'hubspot'"
+    else:
+        return set()
+    return {
+        r[0]
+        for r in con.execute(f"SELECT DISTINCT funnel_name FROM marts.funnel_daily WHERE {where}").fetchall()
+    }
+
+
+def _lag_setting(value: int | str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        days = int(value)
+    except (TypeError, ValueError):
+        days = -1
+    if days < 0:
+        raise ExportError(
+            f"{CRM_LAG_ENV}={value!r} is not a number of days: set it to a whole number >= 0 "
+            "(how old a contact cohort must be before its CRM funnel is reported), or unset it"
+        )
+    return days
+
+
+def crm_cohort_lag(
+    con: duckdb.DuckDBPyConnection, period: Period, funnels: set[str], setting: int | None = None
+) -> CohortLag:
+    """How many days a CRM cohort needs before its funnel is worth reading.
+
+    A setting wins; else the 75th percentile of the days from creation to the funnel's last step among
+    contacts that reached it by the period's end, rounded up to whole weeks; else 28 days."""
+    if setting is not None:
+        return CohortLag(setting, f"set by {CRM_LAG_ENV}", "setting")
+    default = CohortLag(
+        DEFAULT_CRM_LAG_DAYS,
+        f"{DEFAULT_CRM_LAG_DAYS} days is the default, as the analyst file has too little lifecycle-stage "
+        "history to measure how long contacts take to reach the funnel's last step",
+        "default",
+    )
+    needed = ("hubspot_contact_facts", "hubspot_contact_stage_events")
+    if not funnels or not all(_has_table(con, "staging", t) for t in needed):
+        return default
+    if not {"signal", "signal_type", "funnel_step"} <= _columns(con, "conversion_catalog").keys():
+        return default
     rows = _rows(
         con,
-        """WITH s AS (
-             SELECT funnel_name, step_index, any_value(step_name ORDER BY date DESC) AS step_name, sum(count) AS count
-             FROM marts.funnel_daily WHERE date BETWEEN $s AND $e GROUP BY funnel_name, step_index)
-           SELECT funnel_name, step_index, step_name, count,
-                  count / nullif(lag(count) OVER w, 0) AS rate_from_previous,
-                  count / nullif(first_value(count) OVER w, 0) AS rate_from_first,
-                  1 - count / nullif(lag(count) OVER w, 0) AS drop_off
-           FROM s WINDOW w AS (PARTITION BY funnel_name ORDER BY step_index)
-           ORDER BY funnel_name, step_index""",
-        {"s": period.start, "e": period.end},
+        """WITH last_step AS (
+             SELECT funnel_name, conversion_name, signal FROM marts.conversion_catalog
+             WHERE source_system = 'hubspot' AND signal_type = 'lifecycle_stage' AND funnel_name IN $funnels
+             QUALIFY funnel_step = max(funnel_step) OVER (PARTITION BY funnel_name)),
+           reached AS (
+             SELECT l.conversion_name, f.portal_id, f.contact_id, f.created_date, min(e.entered_date) AS reached_date
+             FROM staging.hubspot_contact_facts AS f
+             JOIN staging.hubspot_contact_stage_events AS e USING (portal_id, contact_id)
+             JOIN last_step AS l ON e.stage = l.signal
+             WHERE f.created_date <= $end AND e.entered_date <= $end
+             GROUP BY ALL)
+           SELECT any_value(conversion_name) AS step, count(*) AS contacts,
+                  quantile_disc(greatest(reached_date - created_date, 0), $q) AS lag_days,
+                  (SELECT min(created_date) FROM staging.hubspot_contact_facts) AS first_created
+           FROM reached""",
+        {"funnels": sorted(funnels), "end": period.end, "q": LAG_QUANTILE},
+    )[0]
+    if not rows["contacts"] or rows["contacts"] < MIN_LAG_SAMPLE or rows["lag_days"] is None:
+        return default
+    measured = int(rows["lag_days"])
+    days = max(7, math.ceil(measured / 7) * 7)
+    history = (period.end - rows["first_created"]).days + 1
+    if history < max(2 * days, days + CRM_COHORT_DAYS):
+        return default
+    return CohortLag(
+        days,
+        f"3 in 4 of the {int(rows['contacts']):,} contacts who became {humanise(rows['step'])} did so within "
+        f"{measured} days of being created (rounded up to whole weeks)",
+        "data",
     )
-    funnels: dict[str, list[dict]] = {}
-    for r in rows:
-        funnels.setdefault(r["funnel_name"], []).append(r)
+
+
+def crm_cohort_window(
+    con: duckdb.DuckDBPyConnection, period: Period, funnel: str, lag: CohortLag
+) -> CohortWindow:
+    """The `CRM_COHORT_DAYS` creation days ending `lag.days` before the period's end (clipped to the data)."""
+    end = period.end - dt.timedelta(days=lag.days)
+    start = end - dt.timedelta(days=CRM_COHORT_DAYS - 1)
+    (first,) = con.execute(
+        "SELECT min(date) FROM marts.funnel_daily WHERE funnel_name = ?", [funnel]
+    ).fetchall()[0]
+    if first is None or end < first:
+        return CohortWindow(period.start, period.end, lag.days, lag.reason, matured=False)
+    return CohortWindow(max(start, first), end, lag.days, lag.reason, matured=True)
+
+
+def _funnels(
+    con: duckdb.DuckDBPyConnection, period: Period, tiers: dict[str, str], lag_setting: int | None = None
+) -> list[dict]:
+    cohort_names = cohort_funnels(con)
+    lag = crm_cohort_lag(con, period, cohort_names, lag_setting) if cohort_names else None
+    names = [
+        r[0] for r in con.execute("SELECT DISTINCT funnel_name FROM marts.funnel_daily ORDER BY 1").fetchall()
+    ]
     out = []
-    for name, steps in funnels.items():
+    for name in names:
+        window = (
+            crm_cohort_window(con, period, name, lag) if lag is not None and name in cohort_names else None
+        )
+        start, end = (window.start, window.end) if window else (period.start, period.end)
+        # Rates are recomputed from the window's summed counts; daily rates cannot be averaged.
+        steps = _rows(
+            con,
+            """WITH s AS (
+                 SELECT step_index, any_value(step_name ORDER BY date DESC) AS step_name, sum(count) AS count
+                 FROM marts.funnel_daily WHERE funnel_name = $f AND date BETWEEN $s AND $e GROUP BY step_index)
+               SELECT step_index, step_name, count,
+                      count / nullif(lag(count) OVER w, 0) AS rate_from_previous,
+                      count / nullif(first_value(count) OVER w, 0) AS rate_from_first,
+                      1 - count / nullif(lag(count) OVER w, 0) AS drop_off
+               FROM s WINDOW w AS (ORDER BY step_index)
+               ORDER BY step_index""",
+            {"f": name, "s": start, "e": end},
+        )
+        if not steps:
+            continue
         fsteps = [
             charts.FunnelStep(
                 name=s["step_name"],
@@ -460,20 +609,53 @@ def _funnels(con: duckdb.DuckDBPyConnection, period: Period, tiers: dict[str, st
             )
             for s in steps
         ]
-        leak = max(fsteps[1:], key=lambda s: s.drop_off if s.drop_off is not None else -1, default=None)
+        # An immature cohort has not had time to move on, so its drop-offs say nothing about a leak.
+        readable = window is None or window.matured
+        leak = (
+            max(fsteps[1:], key=lambda s: s.drop_off if s.drop_off is not None else -1, default=None)
+            if readable
+            else None
+        )
         leak_from = fsteps[fsteps.index(leak) - 1] if leak is not None else None
+        title = f"{humanise(name)} funnel"
         out.append(
             {
                 "name": name,
-                "title": f"{humanise(name)} funnel",
+                "title": title,
+                "cohort": window is not None,
+                "window": window,
+                "window_start": start,
+                "window_end": end,
+                "basis": _funnel_basis(period, window),
                 "steps": fsteps,
                 "leak": leak,
                 "leak_from": leak_from,
                 "overall": fsteps[-1].rate_from_first if fsteps else None,
-                "chart": charts.funnel_chart(name, f"{humanise(name)} funnel", fsteps),
+                "chart": charts.funnel_chart(name, title, fsteps, highlight_worst=readable),
             }
         )
     return out
+
+
+def _funnel_basis(period: Period, window: CohortWindow | None) -> str:
+    """One plain sentence saying what the funnel's counts are and which days they cover."""
+    if window is None:
+        return (
+            f"Events counted {period.title} (this week). GA4 does not link one step's events to the next "
+            "step's, so each rate is a ratio of event counts, not the share of people who went on."
+        )
+    if not window.matured:
+        return (
+            f"Contacts created {window.title} (this week), and how far they have got so far. No cohort is "
+            f"yet {window.lag_days} days old, the time contacts need to progress ({window.reason}), so these "
+            "counts are too young to show where the funnel leaks and no drop-off is singled out."
+        )
+    return (
+        f"Contacts created {window.title} — the {(window.end - window.start).days + 1} creation days ending "
+        f"{window.lag_days} days before the end of this week — and how many of them have reached each step "
+        f"by now. Contacts created this week have not had time to progress; a cohort is read once it is "
+        f"{window.lag_days} days old: {window.reason}."
+    )
 
 
 def _trends(con: duckdb.DuckDBPyConnection, period: Period, catalog: list[dict]) -> dict[str, list[dict]]:
@@ -1020,8 +1202,8 @@ def _data_quality(
                     {
                         "kind": "funnel-order",
                         "level": "info",
-                        "text": f"In the {_lower_title(f['title'])}, more people reached “{s.label}” than the step before: "
-                        "some reach it by another path, so that step's drop-off is shown as negative.",
+                        "text": f"In the {_lower_title(f['title'])}, more events were counted at “{s.label}” than at the "
+                        "step before: some reach it by another path, so that step's drop-off is shown as negative.",
                     }
                 )
     return {
@@ -1163,10 +1345,21 @@ def _findings(headline: dict, funnels: list[dict], segments: dict, micro_macro: 
             f"({charts.fmt_int(macro['value'])} vs {charts.fmt_int(macro['previous'])})."
         )
     for f in funnels:
-        if f["leak"] is not None and f["leak"].drop_off is not None and f["leak_from"] is not None:
+        # _funnels leaves `leak` empty for a cohort too young to read, so no leak is claimed from one.
+        if f["leak"] is None or f["leak"].drop_off is None or f["leak_from"] is None:
+            continue
+        drop = charts.fmt_pct(f["leak"].drop_off)
+        window = f["window"]
+        if window is not None:
             out.append(
-                f"Biggest leak in the {_lower_title(f['title'])}: {charts.fmt_pct(f['leak'].drop_off)} drop off between "
-                f"“{f['leak_from'].label}” and “{f['leak'].label}”."
+                f"Biggest leak in the {_lower_title(f['title'])}, for contacts created {window.title} "
+                f"(cohorts at least {window.lag_days} days old): {drop} of those who reached "
+                f"“{f['leak_from'].label}” have not reached “{f['leak'].label}”."
+            )
+        else:
+            out.append(
+                f"Biggest leak in the {_lower_title(f['title'])} this week: {drop} fewer events at "
+                f"“{f['leak'].label}” than at “{f['leak_from'].label}” (GA4 event counts)."
             )
     if segments.get("sentences"):
         out.append(segments["sentences"][0])
@@ -1182,12 +1375,18 @@ def build_summary(
     out_dir: Path | str,
     *,
     sandbox: bool,
+    crm_cohort_lag_days: int | None = None,
 ) -> ExportResult:
     """Write summary.html and CSV/Parquet of the summary marts for one period into `out_dir`.
 
     `con` is a read-only connection to the analyst file. `out_dir` is replaced as a whole.
+    `crm_cohort_lag_days`: how old a contact cohort must be before its CRM funnel is reported (default:
+    `STEPWISE_CRM_COHORT_LAG_DAYS`, else measured from the stage history, else 28).
     """
     period = Period(period_start, period_end)
+    lag_setting = _lag_setting(
+        crm_cohort_lag_days if crm_cohort_lag_days is not None else os.environ.get(CRM_LAG_ENV)
+    )
     out_dir = Path(out_dir)
     check_marts(con)
     catalog_tiers = {
@@ -1197,7 +1396,7 @@ def build_summary(
     (data_end,) = con.execute("SELECT max(date) FROM marts.web_sessions_daily").fetchall()[0]
     headline = _headline(con, period)
     conversions = _conversion_table(con, period)
-    funnels = _funnels(con, period, catalog_tiers)
+    funnels = _funnels(con, period, catalog_tiers, lag_setting)
     trends = _trends(con, period, conversions)
     segments = _segments(con, period)
     micro_macro = _micro_macro(con, period)
@@ -1312,6 +1511,7 @@ def run_export(
     *,
     period_days: int = 7,
     sandbox: bool | None = None,
+    crm_cohort_lag_days: int | None = None,
 ) -> ExportResult:
     """Open the analyst file read-only, pick the period, and write its export under `out_root/<label>/`."""
     analyst_path = Path(analyst_path)
@@ -1320,6 +1520,10 @@ def run_export(
             f"analyst file {analyst_path} does not exist: run the pipeline and publish first "
             "(`make demo`), or set STEPWISE_ANALYST_DB to the published file"
         )
+    # A bad setting fails before the analyst file is opened.
+    lag_setting = _lag_setting(
+        crm_cohort_lag_days if crm_cohort_lag_days is not None else os.environ.get(CRM_LAG_ENV)
+    )
     if isinstance(period_end, str):
         try:
             period_end = dt.date.fromisoformat(period_end)
@@ -1337,18 +1541,30 @@ def run_export(
         check_marts(con)
         period = default_period(con, period_end, period_days)
         is_sandbox = detect_sandbox(con) if sandbox is None else sandbox
-        return build_summary(con, period.start, period.end, Path(out_root) / period.label, sandbox=is_sandbox)
+        return build_summary(
+            con,
+            period.start,
+            period.end,
+            Path(out_root) / period.label,
+            sandbox=is_sandbox,
+            crm_cohort_lag_days=lag_setting,
+        )
     finally:
         with contextlib.suppress(Exception):
             con.close()
 
 
 __all__ = [
+    "CohortLag",
+    "CohortWindow",
     "ExportError",
     "ExportResult",
     "Period",
     "PersonalDataError",
     "build_summary",
+    "cohort_funnels",
+    "crm_cohort_lag",
+    "crm_cohort_window",
     "default_period",
     "find_personal_data",
     "run_export",

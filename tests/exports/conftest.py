@@ -138,17 +138,30 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
         con.execute(
             """
             CREATE TABLE marts.funnel_daily AS
-            WITH steps AS (
-              SELECT c.date, k.funnel_name, k.funnel_step AS step_index, k.conversion_name AS step_name, sum(c.conversions) AS count
+            WITH daily AS (
+              SELECT c.date, k.funnel_name, k.funnel_step AS step_index, k.conversion_name AS step_name, sum(c.conversions) AS n
               FROM marts.conversions_daily c JOIN marts.conversion_catalog k USING (conversion_name)
               WHERE k.funnel_name IS NOT NULL GROUP BY ALL
+            ),
+            steps AS (
+              -- The 'lead' funnel is a CRM creation-cohort funnel, as in the real marts: a cohort's later
+              -- steps fill up over the first 42 days of its life, so this week's cohorts show almost
+              -- nobody past the first step (the immature cohorts a report must not read a leak from).
+              SELECT date, funnel_name, step_index, step_name,
+                     CASE WHEN funnel_name = 'lead' THEN 'hubspot' ELSE 'ga4' END AS source_system,
+                     CASE WHEN funnel_name = 'lead' THEN 'contacts (cohort by created date)' ELSE 'events' END AS count_unit,
+                     CASE WHEN funnel_name = 'lead' AND step_index > 1
+                          THEN floor(n * least(1.0, date_diff('day', date, $end::DATE) / 42.0))::BIGINT
+                          ELSE n END AS count
+              FROM daily
             )
-            SELECT date, funnel_name, step_index, step_name, count,
+            SELECT date, funnel_name, source_system, step_index, step_name, count, count_unit,
                    count / lag(count) OVER w AS rate_from_previous,
                    count / first_value(count) OVER w AS rate_from_first,
                    1 - count / lag(count) OVER w AS drop_off
             FROM steps WINDOW w AS (PARTITION BY date, funnel_name ORDER BY step_index)
-            """
+            """,
+            {"end": end_date},
         )
         con.execute(
             """
