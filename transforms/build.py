@@ -138,6 +138,15 @@ CREATE OR REPLACE TEMP MACRO sw_hs_instant(s) AS CASE
     ELSE timezone('UTC', TRY_CAST(s AS TIMESTAMP))
 END;
 CREATE OR REPLACE TEMP MACRO sw_utc(instant) AS timezone('UTC', instant);
+-- The contact properties staging reads (the stage-entry properties come from sw_stage_paths).
+CREATE OR REPLACE TEMP MACRO sw_contact_properties(properties) AS json_extract_string(properties, list_concat(
+    ['$.createdate', '$.lastmodifieddate', '$.lifecyclestage', '$.hs_analytics_source',
+     '$.hs_analytics_source_data_1', '$.hs_analytics_source_data_2', '$.country',
+     '$.first_conversion_event_name', '$.first_conversion_date', '$.recent_conversion_event_name',
+     '$.recent_conversion_date', '$.num_conversion_events', '$.hs_merged_object_ids'],
+    getvariable('sw_stage_paths')));
+CREATE OR REPLACE TEMP MACRO sw_contact_content_hash(p, archived, merged_into, created_at, updated_at) AS
+    hash(p, archived, merged_into, created_at, updated_at);
 CREATE OR REPLACE TEMP MACRO sw_local_date(utc_ts) AS
     CAST(timezone(getvariable('sw_time_zone'), timezone('UTC', utc_ts)) AS DATE);
 """
@@ -372,13 +381,14 @@ def _load_lookups(con: duckdb.DuckDBPyConnection, catalog: Catalog, mapping: Cha
         _comment_lookup(con, qualified)
 
 
-def _set_stage_variables(con: duckdb.DuckDBPyConnection) -> None:
-    names = [
-        r[0]
-        for r in con.execute(
-            "SELECT DISTINCT property_name FROM staging.hubspot_lifecycle_stages ORDER BY 1"
-        ).fetchall()
-    ]
+def _set_stage_variables(con: duckdb.DuckDBPyConnection, from_raw: bool = False) -> list[str]:
+    sql = (
+        "SELECT DISTINCT name FROM raw.hubspot_properties WHERE object_type = 'contacts' "
+        "AND starts_with(name, 'hs_v2_date_entered_') AND length(name) > 19 ORDER BY 1"
+        if from_raw
+        else "SELECT DISTINCT property_name FROM staging.hubspot_lifecycle_stages ORDER BY 1"
+    )
+    names = [r[0] for r in con.execute(sql).fetchall()]
     bad = [n for n in names if not _STAGE_PROPERTY.fullmatch(n)]
     if bad:
         raise BuildError(
@@ -388,6 +398,7 @@ def _set_stage_variables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "SET VARIABLE sw_stage_names = ?::VARCHAR[]", [[n.removeprefix("hs_v2_date_entered_") for n in names]]
     )
+    return names
 
 
 def _ensure_raw(con: duckdb.DuckDBPyConnection) -> None:
@@ -560,9 +571,18 @@ def _prepare_incremental_scope(
         "id AS scope_deal_id FROM raw.hubspot_deals WHERE _loaded_at > ?",
         [state["deals_watermark"]],
     )
+    # A sync re-delivers records it has delivered before (lookback windows, overlapping passes): only
+    # contacts whose raw record differs from the one staged last time are re-staged.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE sw_scope_contacts AS SELECT DISTINCT portal_id AS scope_portal_id, "
-        "id AS scope_contact_id FROM raw.hubspot_contacts WHERE _loaded_at > ?",
+        """
+        CREATE OR REPLACE TEMP TABLE sw_scope_contacts AS
+        SELECT DISTINCT r.portal_id AS scope_portal_id, r.id AS scope_contact_id
+        FROM raw.hubspot_contacts AS r
+        LEFT JOIN staging.hubspot_contacts AS s ON s.portal_id = r.portal_id AND s.contact_id = r.id
+        WHERE r._loaded_at > ?
+          AND s._content_hash IS DISTINCT FROM sw_contact_content_hash(
+              sw_contact_properties(r.properties), r.archived, r.merged_into, r.created_at, r.updated_at)
+        """,
         [state["contacts_watermark"]],
     )
     # A changed deal changes its contact's facts (old and new association) and its close dates.
@@ -743,15 +763,6 @@ def _build(
     fingerprint: str,
     gate: stats.MinimumSample,
 ) -> BuildResult:
-    state = _read_state(con)
-    incremental = requested is not None
-    reason = "dates given" if incremental else "no dates given"
-    if incremental and state is None:
-        incremental, reason = False, "first build"
-    elif incremental and state is not None and state["config_fingerprint"] != fingerprint:
-        incremental, reason = False, "catalog, mapping, time zone or model SQL changed since the last build"
-    result = BuildResult(mode="incremental" if incremental else "full", reason=reason)
-
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     _ensure_raw(con)
@@ -759,6 +770,24 @@ def _build(
     con.execute("SET VARIABLE sw_time_zone = ?", [zone])
     con.execute("SET VARIABLE sw_unmapped_channel = ?", [mapping.unmapped_channel])
     con.execute("SET VARIABLE sw_lead_event = ?", [lead_event])
+    # The stage-entry properties staging parses (the DISTINCT names staging.hubspot_lifecycle_stages
+    # discovers), known before the scope is prepared; a change in them re-parses every contact, so they are
+    # part of the fingerprint and a change forces a full build.
+    stage_properties = _set_stage_variables(con, from_raw=True)
+    fingerprint = hashlib.sha256(f"{fingerprint}|{stage_properties}".encode()).hexdigest()
+
+    state = _read_state(con)
+    incremental = requested is not None
+    reason = "dates given" if incremental else "no dates given"
+    if incremental and state is None:
+        incremental, reason = False, "first build"
+    elif incremental and state is not None and state["config_fingerprint"] != fingerprint:
+        incremental, reason = (
+            False,
+            "catalog, mapping, time zone, model SQL or discovered stage properties changed since the last build",
+        )
+    result = BuildResult(mode="incremental" if incremental else "full", reason=reason)
+
     _load_lookups(con, catalog, mapping)
     if incremental:
         assert state is not None and requested is not None

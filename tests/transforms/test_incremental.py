@@ -43,16 +43,16 @@ def test_rerunning_a_partition_leaves_every_mart_identical(copy_con, warehouse, 
     # A HubSpot incremental pass over the last week re-delivers records already stored.
     hubspot = tools.hubspot_client(sandbox.base_url, 5_000, 200)
     since = dt.datetime.combine(store.end_date - dt.timedelta(days=7), dt.time(), tzinfo=dt.UTC)
+    redelivered = {}
     for object_type in ("contacts", "deals"):
-        assert (
-            raw_load.upsert_hubspot_objects(
-                con, object_type, "sandbox", hubspot.extract(object_type, since=since), "incremental"
-            )
-            > 0
+        redelivered[object_type] = raw_load.upsert_hubspot_objects(
+            con, object_type, "sandbox", hubspot.extract(object_type, since=since), "incremental"
         )
+        assert redelivered[object_type] > 0
     result = build_all(con, default_catalog(), default_channel_mapping(), dates=[day])
     assert result.mode == "incremental"
-    assert day in result.dates and result.contacts > 0
+    # Contacts re-delivered unchanged are not re-staged; the contacts of re-delivered deals are.
+    assert day in result.dates and 0 < result.contacts < redelivered["contacts"]
     assert content_hashes(con) == before
     # The raw slice was replaced, not appended to.
     assert (
@@ -169,3 +169,18 @@ def test_crm_changes_build_incrementally_like_a_full_build(warehouse, tools, tmp
         assert content_hashes(full_con) == incremental
     finally:
         full_con.close()
+
+
+def test_a_newly_discovered_stage_property_turns_an_incremental_request_into_a_full_build(copy_con):
+    """Staging parses every discovered hs_v2_date_entered_* property: a new one re-parses every contact."""
+    copy_con.execute(
+        "INSERT INTO raw.hubspot_properties (portal_id, object_type, name, label, type, field_type, group_name) "
+        "VALUES ('sandbox', 'contacts', 'hs_v2_date_entered_1234567', 'Date entered Partner', 'datetime', "
+        "'date', 'contactinformation')"
+    )
+    result = build_all(copy_con, default_catalog(), default_channel_mapping(), dates=[dt.date(2026, 10, 1)])
+    assert result.mode == "full" and "stage properties" in result.reason
+    stages = copy_con.execute(
+        "SELECT stage FROM staging.hubspot_lifecycle_stages WHERE stage = '1234567'"
+    ).fetchall()
+    assert stages == [("1234567",)]

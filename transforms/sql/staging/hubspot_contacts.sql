@@ -21,17 +21,11 @@
 -- column merged_object_ids: Ids of contacts merged INTO this one (hs_merged_object_ids), as a list.
 -- column merged_into: For a merged-away record: the surviving contact id; else NULL.
 -- column is_archived: True if the contact is archived (deleted) in HubSpot.
--- column _loaded_at: When the raw row was loaded (UTC); drives incremental builds.
+-- column _content_hash: Hash of what staging reads from the raw record (the properties used here, archived, merged_into, timestamps): an incremental build re-stages a re-delivered contact only when it differs (a search pass omits null properties that a list pass includes; same content, same hash).
 -- raw.hubspot_contacts holds one row per (portal_id, id): raw_load's upsert replaces older versions, so no
 -- dedup window is needed here (it cost a sort of the whole table); tests check the key stays unique.
 WITH latest AS (
-    SELECT r.portal_id, r.id, r.archived, r.merged_into, r.updated_at, r.created_at, r._loaded_at,
-        json_extract_string(r.properties, list_concat(
-            ['$.createdate', '$.lastmodifieddate', '$.lifecyclestage', '$.hs_analytics_source',
-             '$.hs_analytics_source_data_1', '$.hs_analytics_source_data_2', '$.country',
-             '$.first_conversion_event_name', '$.first_conversion_date', '$.recent_conversion_event_name',
-             '$.recent_conversion_date', '$.num_conversion_events', '$.hs_merged_object_ids'],
-            getvariable('sw_stage_paths'))) AS p
+    SELECT r.portal_id, r.id, r.archived, r.merged_into, r.updated_at, r.created_at, sw_contact_properties(r.properties) AS p
     FROM raw.hubspot_contacts AS r
     WHERE sw_in_contacts(r.portal_id, r.id)
 ),
@@ -64,6 +58,6 @@ SELECT
     [trim(i) for i in string_split(coalesce(x.p[13], ''), ';') if trim(i) <> ''] AS merged_object_ids,
     nullif(trim(CAST(x.merged_into AS VARCHAR)), '') AS merged_into,
     coalesce(x.archived, false) AS is_archived,
-    x._loaded_at
+    sw_contact_content_hash(x.p, x.archived, x.merged_into, x.created_at, x.updated_at) AS _content_hash
 FROM parsed AS x
 LEFT JOIN staging.channel_mapping AS m ON m.hs_analytics_source = x.hs_analytics_source
