@@ -13,7 +13,8 @@ portal fetches everything modified before the end of the range.
 """
 
 import datetime as dt
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -272,31 +273,42 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
             mode = "full" if first_sync else "incremental"
             context.log.info(f"HubSpot {object_type}: {mode} sync, modified {since or 'ever'} .. {until}")
             client = hubspot.make_client(run_id=context.run.run_id)
-            batches = list(client.extract(object_type, since=since, until=until))
-            archived = list(client.extract_archived(object_type))
+            # Pages stream from the API straight into the upsert's transaction, so memory stays flat
+            # on a first full sync of a large portal; a failure mid-stream rolls the whole load back.
+            rows_upserted = 0
+
+            def pages() -> Iterator[Any]:
+                nonlocal rows_upserted
+                for batch in itertools.chain(
+                    client.extract(object_type, since=since, until=until),
+                    client.extract_archived(object_type),
+                ):
+                    rows_upserted += batch.num_rows
+                    yield batch
+
+            with warehouse.connect() as con:
+                raw_load.upsert_hubspot_objects(
+                    con, object_type, portal, pages(), mode, partition_key=partition_label(context)
+                )
+                log_entries = list(client.request_log)
+                loading.append_request_log(con, log_entries, run_id=context.run.run_id)
+                meta = table_metadata(
+                    con,
+                    "raw",
+                    table,
+                    data_source=hubspot.data_source(),
+                    extra={
+                        **request_metadata(log_entries),
+                        "sync_mode": dg.MetadataValue.text(mode),
+                        "modified_since": dg.MetadataValue.text(str(since) if since else "beginning"),
+                        "modified_until": dg.MetadataValue.text(str(until)),
+                        "rows_upserted": dg.MetadataValue.int(rows_upserted),
+                    },
+                )
         except CONFIG_ERRORS as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         except Exception as exc:
             raise clear_failure(exc, "HubSpot") from exc
-        log_entries = list(client.request_log)
-        with warehouse.connect() as con:
-            raw_load.upsert_hubspot_objects(
-                con, object_type, portal, batches + archived, mode, partition_key=partition_label(context)
-            )
-            loading.append_request_log(con, log_entries, run_id=context.run.run_id)
-            meta = table_metadata(
-                con,
-                "raw",
-                table,
-                data_source=hubspot.data_source(),
-                extra={
-                    **request_metadata(log_entries),
-                    "sync_mode": dg.MetadataValue.text(mode),
-                    "modified_since": dg.MetadataValue.text(str(since) if since else "beginning"),
-                    "modified_until": dg.MetadataValue.text(str(until)),
-                    "rows_upserted": dg.MetadataValue.int(sum(b.num_rows for b in batches + archived)),
-                },
-            )
         return dg.MaterializeResult(metadata=meta)
 
     return hubspot_object_asset
