@@ -420,7 +420,8 @@ class Ga4Client:
         )
         expr = spec.dimension_filter(extra)
         if expr is not None:
-            request.dimension_filter = expr
+            # proto-plus accepts the REST JSON shape (a dict) for a message field.
+            request.dimension_filter = expr  # type: ignore[assignment]
         return request
 
     def _run(self, property_id: str, report: str, request: Any, log: _ReportLog) -> Any:

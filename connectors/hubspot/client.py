@@ -30,7 +30,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -388,7 +388,7 @@ class HubSpotClient:
 
     def _scan_window(
         self, object_type: str, props: list[str], lo: int, hi: int, entry: RequestLog, seen: set[str]
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Generator[list[dict[str, Any]], None, str]:
         """Yields the window's pages; returns "done", "split" (too many for one query) or "instant"."""
         api = self._api(object_type, "search_api")
         lmd = LAST_MODIFIED[object_type]
@@ -532,7 +532,8 @@ class HubSpotClient:
 
     def _to_batch(self, object_type: str, records: list[dict[str, Any]]) -> pa.RecordBatch:
         portal = self.settings.portal_id
-        ids, created, updated, archived, merged_into, props_json, contacts = [], [], [], [], [], [], []
+        ids, created, updated, archived, props_json, contacts = [], [], [], [], [], []
+        merged_into: list[str | None] = []
         dumps = json.dumps
         for record in records:
             properties = record.get("properties") or {}
@@ -761,7 +762,9 @@ def _auth_error(status: int, body: Any) -> HubSpotAuthError:
 _DONE = object()
 
 
-def _prefetch(pages: Iterator[list[dict[str, Any]]], depth: int) -> Iterator[list[dict[str, Any]]]:
+def _prefetch(
+    pages: Iterator[list[dict[str, Any]]], depth: int
+) -> Generator[list[dict[str, Any]], None, None]:
     """Fetches the next pages on a background thread while the caller works on this one.
 
     The queue is bounded, so memory stays flat; an error in the fetcher surfaces in the caller.
