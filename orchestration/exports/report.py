@@ -28,19 +28,10 @@ import jinja2
 import pyarrow.parquet as pq
 
 from orchestration.exports import charts
+from transforms.build import MART_TABLES
 
-MARTS = (
-    "conversion_catalog",
-    "web_sessions_daily",
-    "conversions_daily",
-    "micro_conversions_daily",
-    "macro_conversions_daily",
-    "funnel_daily",
-    "channel_funnel_daily",
-    "segment_summary",
-    "micro_macro_lift",
-    "data_quality",
-)
+# The analyst-facing marts, as the transforms build them.
+MARTS = MART_TABLES
 
 # Text columns that may be exported, per mart. Anything textual not named here stays in the warehouse:
 # a new free-text column upstream must be reviewed before it can reach an inbox.
