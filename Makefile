@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 UV_VERSION := 0.13.9
 export UV_LINK_MODE := copy
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# Trust the platform certificate store too (machines behind a TLS-inspecting proxy).
+export UV_SYSTEM_CERTS := 1
+# uv from PATH, else the one pip installs (run as a module, wherever pip put its script).
+UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 PY := .venv/bin/python
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
@@ -12,7 +15,9 @@ export DAGSTER_HOME
 # Python environment from the lock file (uv is installed with pip if missing).
 env: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+	  || python3 -m pip install --quiet --user "uv==$(UV_VERSION)" \
+	  || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	$(UV) sync --frozen --all-groups
 	@touch $@
 
