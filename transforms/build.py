@@ -145,8 +145,12 @@ CREATE OR REPLACE TEMP MACRO sw_contact_properties(properties) AS json_extract_s
      '$.first_conversion_event_name', '$.first_conversion_date', '$.recent_conversion_event_name',
      '$.recent_conversion_date', '$.num_conversion_events', '$.hs_merged_object_ids'],
     getvariable('sw_stage_paths')));
-CREATE OR REPLACE TEMP MACRO sw_contact_content_hash(p, archived, merged_into, created_at, updated_at) AS
-    hash(p, archived, merged_into, created_at, updated_at);
+-- What a staged contact row depends on, except its last-modified instant (p[2], updated_at): a record that
+-- only had lastmodifieddate bumped (a bulk import, a touch) keeps its hash and gets an UPDATE of that column.
+CREATE OR REPLACE TEMP MACRO sw_contact_content_hash(p, archived, merged_into, created_at) AS
+    hash(list_concat(p[1:1], p[3:]), archived, merged_into, created_at);
+CREATE OR REPLACE TEMP MACRO sw_contact_updated_at(lastmodifieddate, updated_at) AS
+    sw_utc(coalesce(sw_hs_instant(lastmodifieddate), sw_hs_instant(CAST(updated_at AS VARCHAR))));
 CREATE OR REPLACE TEMP MACRO sw_local_date(utc_ts) AS
     CAST(timezone(getvariable('sw_time_zone'), timezone('UTC', utc_ts)) AS DATE);
 """
@@ -581,7 +585,7 @@ def _prepare_incremental_scope(
         LEFT JOIN staging.hubspot_contacts AS s ON s.portal_id = r.portal_id AND s.contact_id = r.id
         WHERE r._loaded_at > ?
           AND s._content_hash IS DISTINCT FROM sw_contact_content_hash(
-              sw_contact_properties(r.properties), r.archived, r.merged_into, r.created_at, r.updated_at)
+              sw_contact_properties(r.properties), r.archived, r.merged_into, r.created_at)
         """,
         [state["contacts_watermark"]],
     )
@@ -662,6 +666,24 @@ def _add_changed_crm_dates(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "CREATE OR REPLACE TEMP TABLE sw_scope_crm_dates AS "
         "SELECT DISTINCT scope_date FROM sw_scope_crm_dates WHERE scope_date IS NOT NULL"
+    )
+
+
+def _refresh_touched_contacts(con: duckdb.DuckDBPyConnection, state: dict[str, Any] | None) -> None:
+    """Re-delivered contacts whose content is unchanged but whose lastmodifieddate moved are not re-staged
+    (nothing downstream reads that instant): their staged updated_at_utc is brought up to date in place."""
+    assert state is not None
+    con.execute(
+        """
+        UPDATE staging.hubspot_contacts AS s SET updated_at_utc = u.updated_at_utc
+        FROM (
+            SELECT portal_id, id,
+                sw_contact_updated_at(json_extract_string(properties, '$.lastmodifieddate'), updated_at) AS updated_at_utc
+            FROM raw.hubspot_contacts WHERE _loaded_at > ?
+        ) AS u
+        WHERE s.portal_id = u.portal_id AND s.contact_id = u.id AND s.updated_at_utc IS DISTINCT FROM u.updated_at_utc
+        """,
+        [state["contacts_watermark"]],
     )
 
 
@@ -803,6 +825,7 @@ def _build(
         if model.name == "hubspot_lifecycle_stages":
             _set_stage_variables(con)
         if incremental and model.name == "hubspot_contacts":
+            _refresh_touched_contacts(con, state)
             _extend_scope_with_merges(con)
         if incremental and model.name == "hubspot_contact_facts":
             _add_changed_crm_dates(con)

@@ -26,6 +26,15 @@ def content_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
     return out
 
 
+def staging_contacts_hash(con: duckdb.DuckDBPyConnection) -> tuple:
+    """Row count and order-independent hash aggregates of staging.hubspot_contacts (every column)."""
+    return tuple(
+        con.execute(
+            "SELECT count(*), sum(hash(s)::HUGEINT), bit_xor(hash(s)) FROM staging.hubspot_contacts AS s"
+        ).fetchall()[0]
+    )
+
+
 @pytest.fixture
 def copy_con(warehouse, tmp_path):
     con = duckdb.connect(str(warehouse.copy(tmp_path / "copy.duckdb")))
@@ -151,11 +160,22 @@ def test_crm_changes_build_incrementally_like_a_full_build(warehouse, tools, tmp
             )
         assert loaded >= len(touched)
         result = build_all(con, default_catalog(), default_channel_mapping(), dates=[])
-        assert result.mode == "incremental" and result.contacts >= len(touched)
+        # Only the touched contacts whose content changed (promoted leads) are re-staged; the others
+        # (lastmodifieddate bumped) get their staged updated_at_utc refreshed in place.
+        assert result.mode == "incremental" and 0 < result.contacts < len(touched)
+        refreshed = {
+            int(r[0])
+            for r in con.execute(
+                "SELECT contact_id FROM staging.hubspot_contacts WHERE updated_at_utc >= ?",
+                [private.end_instant_utc],
+            ).fetchall()
+        }
+        assert set(touched) <= refreshed, sorted(set(touched) - refreshed)[:5]
         assert con.execute("SELECT sum(mqls) FROM marts.channel_funnel_daily").fetchall()[0][0] > mqls_before
         # Promoted leads move up in their (old) creation cohorts of the CRM funnel.
         assert con.execute(cohort_mql_sql).fetchall()[0][0] > cohort_mqls_before
         incremental = content_hashes(con)
+        staged = staging_contacts_hash(con)
         con.execute("CHECKPOINT")
     finally:
         con.close()
@@ -167,6 +187,7 @@ def test_crm_changes_build_incrementally_like_a_full_build(warehouse, tools, tmp
     try:
         build_all(full_con, default_catalog(), default_channel_mapping())
         assert content_hashes(full_con) == incremental
+        assert staging_contacts_hash(full_con) == staged
     finally:
         full_con.close()
 

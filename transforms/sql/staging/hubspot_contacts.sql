@@ -21,7 +21,7 @@
 -- column merged_object_ids: Ids of contacts merged INTO this one (hs_merged_object_ids), as a list.
 -- column merged_into: For a merged-away record: the surviving contact id; else NULL.
 -- column is_archived: True if the contact is archived (deleted) in HubSpot.
--- column _content_hash: Hash of what staging reads from the raw record (the properties used here, archived, merged_into, timestamps): an incremental build re-stages a re-delivered contact only when it differs (a search pass omits null properties that a list pass includes; same content, same hash).
+-- column _content_hash: Hash of what staging reads from the raw record except the last-modified instant (the properties used here, archived, merged_into, createdate): an incremental build re-stages a re-delivered contact only when it differs, and otherwise just updates updated_at_utc (a search pass omits null properties that a list pass includes; same content, same hash).
 -- raw.hubspot_contacts holds one row per (portal_id, id): raw_load's upsert replaces older versions, so no
 -- dedup window is needed here (it cost a sort of the whole table); tests check the key stays unique.
 WITH latest AS (
@@ -32,7 +32,7 @@ WITH latest AS (
 parsed AS (
     SELECT *,
         sw_utc(coalesce(sw_hs_instant(p[1]), sw_hs_instant(CAST(created_at AS VARCHAR)))) AS created_at_utc,
-        sw_utc(coalesce(sw_hs_instant(p[2]), sw_hs_instant(CAST(updated_at AS VARCHAR)))) AS updated_at_utc,
+        sw_contact_updated_at(p[2], updated_at) AS updated_at_utc,
         sw_label(p[4]) AS hs_analytics_source
     FROM latest
 )
@@ -58,6 +58,6 @@ SELECT
     [trim(i) for i in string_split(coalesce(x.p[13], ''), ';') if trim(i) <> ''] AS merged_object_ids,
     nullif(trim(CAST(x.merged_into AS VARCHAR)), '') AS merged_into,
     coalesce(x.archived, false) AS is_archived,
-    sw_contact_content_hash(x.p, x.archived, x.merged_into, x.created_at, x.updated_at) AS _content_hash
+    sw_contact_content_hash(x.p, x.archived, x.merged_into, x.created_at) AS _content_hash
 FROM parsed AS x
 LEFT JOIN staging.channel_mapping AS m ON m.hs_analytics_source = x.hs_analytics_source
