@@ -47,5 +47,4 @@ lint: env
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy connectors transforms orchestration
 
 clean:
-	rm -rf data .pytest_cache .ruff_cache .mypy_cache
-	find .dagster_home -mindepth 1 ! -name dagster.yaml -delete 2>/dev/null || true
+	rm -rf data .dagster_home .pytest_cache .ruff_cache .mypy_cache

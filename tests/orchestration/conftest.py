@@ -81,7 +81,7 @@ def stepwise_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StepwiseE
     os.environ.update(settings)
     home = Path(settings["DAGSTER_HOME"])
     home.mkdir(parents=True)
-    shutil.copyfile(REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(REPO / "orchestration" / "dagster_instance.yaml", home / "dagster.yaml")
     try:
         yield StepwiseEnv(root, settings)
     finally:

@@ -72,7 +72,7 @@ def test_kill_9_mid_write_then_rerun(
     shutil.copyfile(stepwise_env.analyst, analyst)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copyfile(REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(REPO / "orchestration" / "dagster_instance.yaml", home / "dagster.yaml")
     env = stepwise_env.subprocess_env(
         STEPWISE_WORKING_DB=str(working), STEPWISE_ANALYST_DB=str(analyst), DAGSTER_HOME=str(home)
     )
