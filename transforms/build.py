@@ -449,10 +449,18 @@ def _run_model(
             f"DELETE FROM {model.qualified} WHERE date IN (SELECT scope_date FROM sw_scope_crm_dates)"
         )
     elif model.partition == "contact":
-        con.execute(
+        delete = (
             f"DELETE FROM {model.qualified} AS t WHERE EXISTS "
             "(SELECT 1 FROM sw_scope_contacts AS s WHERE s.scope_portal_id = t.portal_id AND s.scope_contact_id = t.contact_id)"
         )
+        returning = _CONTACT_ROW_SNAPSHOT.get(model.name)
+        if returning is None:
+            con.execute(delete)
+        else:
+            _capture_rows(con, "sw_rows_old", model.name, con.execute(f"{delete} RETURNING {returning}"))
+            insert = f"INSERT INTO {model.qualified} BY NAME {model.select_sql}"
+            _capture_rows(con, "sw_rows_new", model.name, con.execute(f"{insert} RETURNING {returning}"))
+            return
     elif model.partition == "deal":
         con.execute(
             f"DELETE FROM {model.qualified} AS t WHERE EXISTS "
@@ -606,53 +614,78 @@ def _prepare_incremental_scope(
     )
     con.execute("CREATE OR REPLACE TEMP TABLE sw_snapshot_old (snapshot_date DATE, row_hash UBIGINT)")
     con.execute("CREATE OR REPLACE TEMP TABLE sw_snapshot_new (snapshot_date DATE, row_hash UBIGINT)")
-    _snapshot(con, "sw_snapshot_old", "sw_scope_contacts")
+    for target in ("sw_rows_old", "sw_rows_new"):
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {target} (model VARCHAR, snapshot_date DATE, portal_id VARCHAR, "
+            "contact_id VARCHAR, row_hash UBIGINT)"
+        )
+    con.execute(_DEAL_SNAPSHOT_SQL.format(target="sw_snapshot_old"))
 
 
-# Everything a staged HubSpot row contributes to the date-partitioned marts, per date. Comparing the
-# scoped records' rows before and after re-staging gives the dates whose CRM rows really changed: a
-# bulk import that only bumps lastmodifieddate re-stages thousands of contacts but changes no date.
-_SNAPSHOT_SQL = """
+# Everything a staged HubSpot row contributes to the date-partitioned marts, per date: comparing the scoped
+# records' rows before and after re-staging gives the dates whose CRM rows really changed (a bulk import
+# that only bumps lastmodifieddate re-stages thousands of contacts but changes no date). The contact-keyed
+# rows come from the DELETE ... RETURNING and INSERT ... RETURNING that re-stage them, so this costs no
+# extra scan of the staging tables; only deals (joined to their contact's channel) are queried.
+_CONTACT_ROW_SNAPSHOT = {
+    "hubspot_contacts": "created_date, portal_id, contact_id, "
+    "hash('contact', portal_id, contact_id, channel, country, merged_into)",
+    "hubspot_contact_stage_events": "entered_date, portal_id, contact_id, "
+    "hash('stage', portal_id, contact_id, stage, entered_at_utc, channel, country)",
+    "hubspot_form_conversions": "converted_date, portal_id, contact_id, "
+    "hash('form', portal_id, contact_id, form_name, position, converted_at_utc, channel, country)",
+    "hubspot_contact_facts": "created_date, portal_id, contact_id, "
+    "hash('facts', portal_id, contact_id, channel, hs_analytics_source, country, conversions, reached_macro)",
+}
+_DEAL_SNAPSHOT_SQL = """
 INSERT INTO {target}
-SELECT c.created_date, hash('contact', c.portal_id, c.contact_id, c.channel, c.country, c.merged_into,
-    EXISTS (SELECT 1 FROM staging.hubspot_merges AS m WHERE m.portal_id = c.portal_id AND m.merged_id = c.contact_id))
-FROM staging.hubspot_contacts AS c
-JOIN {scope} AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_id = c.contact_id
-UNION ALL
-SELECT e.entered_date, hash('stage', e.portal_id, e.contact_id, e.stage, e.entered_at_utc, e.channel, e.country)
-FROM staging.hubspot_contact_stage_events AS e
-JOIN {scope} AS s ON s.scope_portal_id = e.portal_id AND s.scope_contact_id = e.contact_id
-UNION ALL
-SELECT f.converted_date, hash('form', f.portal_id, f.contact_id, f.form_name, f.position, f.converted_at_utc,
-    f.channel, f.country)
-FROM staging.hubspot_form_conversions AS f
-JOIN {scope} AS s ON s.scope_portal_id = f.portal_id AND s.scope_contact_id = f.contact_id
-UNION ALL
-SELECT f.created_date, hash('facts', f.portal_id, f.contact_id, f.channel, f.hs_analytics_source, f.country,
-    f.conversions, f.reached_macro)
-FROM staging.hubspot_contact_facts AS f
-JOIN {scope} AS s ON s.scope_portal_id = f.portal_id AND s.scope_contact_id = f.contact_id
-UNION ALL
 SELECT d.close_date, hash('deal', d.portal_id, d.deal_id, d.contact_id, d.pipeline, d.amount, d.is_closed_won,
     c.channel, c.country)
-FROM staging.hubspot_deals AS d
+FROM (
+    SELECT d.* FROM staging.hubspot_deals AS d
+    SEMI JOIN sw_scope_contacts AS s ON s.scope_portal_id = d.portal_id AND s.scope_contact_id = d.contact_id
+    UNION
+    SELECT d.* FROM staging.hubspot_deals AS d
+    SEMI JOIN sw_scope_deals AS s ON s.scope_portal_id = d.portal_id AND s.scope_deal_id = d.deal_id
+) AS d
 LEFT JOIN staging.hubspot_contacts AS c ON c.portal_id = d.portal_id AND c.contact_id = d.contact_id
-WHERE EXISTS (SELECT 1 FROM {scope} AS s WHERE s.scope_portal_id = d.portal_id AND s.scope_contact_id = d.contact_id)
-   OR EXISTS (SELECT 1 FROM sw_scope_deals AS s WHERE s.scope_portal_id = d.portal_id AND s.scope_deal_id = d.deal_id)
 """
 
 
-def _snapshot(con: duckdb.DuckDBPyConnection, target: str, scope: str) -> None:
-    assert target in ("sw_snapshot_old", "sw_snapshot_new") and scope in (
-        "sw_scope_contacts",
-        "sw_scope_merged",
+def _capture_rows(
+    con: duckdb.DuckDBPyConnection, target: str, model_name: str, result: duckdb.DuckDBPyConnection
+) -> None:
+    assert target in ("sw_rows_old", "sw_rows_new")
+    rows = result.fetchall()
+    if not rows:
+        return
+    dates, portals, contacts, hashes = (list(column) for column in zip(*rows, strict=True))
+    con.execute(
+        f"INSERT INTO {target} SELECT ?, unnest(?::DATE[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
+        "unnest(?::UBIGINT[])",
+        [model_name, dates, portals, contacts, hashes],
     )
-    con.execute(_SNAPSHOT_SQL.format(target=target, scope=scope))
+
+
+def _mark_merged(con: duckdb.DuckDBPyConnection, target: str) -> None:
+    """A staged contact row's contribution also depends on whether hubspot_merges lists it as merged away:
+    fold that into its hash, as of now (the old rows before hubspot_merges is rebuilt, the new ones after)."""
+    assert target in ("sw_rows_old", "sw_rows_new")
+    con.execute(
+        f"""
+        UPDATE {target} AS r SET row_hash = hash(r.row_hash, EXISTS (
+            SELECT 1 FROM staging.hubspot_merges AS m WHERE m.portal_id = r.portal_id AND m.merged_id = r.contact_id))
+        WHERE r.model = 'hubspot_contacts'
+        """
+    )
 
 
 def _add_changed_crm_dates(con: duckdb.DuckDBPyConnection) -> None:
     """After re-staging: the dates where the scoped records' rows differ before/after join the CRM scope."""
-    _snapshot(con, "sw_snapshot_new", "sw_scope_contacts")
+    _mark_merged(con, "sw_rows_new")
+    con.execute("INSERT INTO sw_snapshot_old SELECT snapshot_date, row_hash FROM sw_rows_old")
+    con.execute("INSERT INTO sw_snapshot_new SELECT snapshot_date, row_hash FROM sw_rows_new")
+    con.execute(_DEAL_SNAPSHOT_SQL.format(target="sw_snapshot_new"))
     con.execute(
         """
         INSERT INTO sw_scope_crm_dates
@@ -703,7 +736,18 @@ def _extend_scope_with_merges(con: duckdb.DuckDBPyConnection) -> None:
         """
     )
     if _scalar(con, "SELECT count(*) FROM sw_scope_merged"):
-        _snapshot(con, "sw_snapshot_old", "sw_scope_merged")
+        # Their staged contact rows stay but now leave the marts: their creation dates and the close dates of
+        # their deals change; their stage, form and facts rows are captured when re-staged with the scope.
+        con.execute(
+            """
+            INSERT INTO sw_scope_crm_dates
+            SELECT c.created_date FROM staging.hubspot_contacts AS c
+            SEMI JOIN sw_scope_merged AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_id = c.contact_id
+            UNION ALL
+            SELECT d.close_date FROM staging.hubspot_deals AS d
+            SEMI JOIN sw_scope_merged AS s ON s.scope_portal_id = d.portal_id AND s.scope_contact_id = d.contact_id
+            """
+        )
         con.execute("INSERT INTO sw_scope_contacts SELECT * FROM sw_scope_merged")
 
 
@@ -825,6 +869,7 @@ def _build(
         if model.name == "hubspot_lifecycle_stages":
             _set_stage_variables(con)
         if incremental and model.name == "hubspot_contacts":
+            _mark_merged(con, "sw_rows_old")  # before hubspot_merges is rebuilt
             _refresh_touched_contacts(con, state)
             _extend_scope_with_merges(con)
         if incremental and model.name == "hubspot_contact_facts":
