@@ -22,6 +22,10 @@ __all__ = [
     "two_proportion_p_value",
     "benjamini_hochberg",
     "compare_against_rest",
+    "MantelHaenszel",
+    "mantel_haenszel_risk_ratio",
+    "compare_stratified",
+    "compare_with_strata",
 ]
 
 ALPHA = 0.05
@@ -179,32 +183,68 @@ def compare_against_rest(
     lift, lift_low, lift_high = rate_ratio_katz(a, n1, c, n2)
     p, method = two_proportion_p_value(a, n1, c, n2)
 
-    reasons = np.full(a.shape[0], None, dtype=object)
-    reasons[(a + c) < gate.conversions] = f"fewer than {gate.conversions} conversions in segment and rest"
-    reasons[n2 < gate.rest_units] = f"rest has fewer than {gate.rest_units} units"
-    reasons[n1 < gate.units] = f"segment has fewer than {gate.units} units"
+    return _gate_test_rank(
+        rate=rate,
+        rate_ci=(low, high),
+        rest_rate=rest_rate,
+        lift=(lift, lift_low, lift_high),
+        p=p,
+        method=method,
+        gate_counts=(n1, n2, a + c),
+        reason_texts=(
+            f"segment has fewer than {gate.units} units",
+            f"rest has fewer than {gate.rest_units} units",
+            f"fewer than {gate.conversions} conversions in segment and rest",
+        ),
+        families=families,
+        gate=gate,
+        alpha=alpha,
+    )
+
+
+def _gate_test_rank(
+    *,
+    rate: FloatArray,
+    rate_ci: tuple[FloatArray, FloatArray],
+    rest_rate: FloatArray,
+    lift: tuple[FloatArray, FloatArray, FloatArray],
+    p: FloatArray,
+    method: NDArray[np.str_],
+    gate_counts: tuple[FloatArray, FloatArray, FloatArray],
+    reason_texts: tuple[str, str, str],
+    families: Sequence[object],
+    gate: MinimumSample,
+    alpha: float,
+) -> Comparison:
+    """The minimum-sample gate, BH q-values within each family, significance and rank by lift_ci_low."""
+    lift_point, lift_low, lift_high = lift
+    units, rest_units, conversions = gate_counts
+    reasons = np.full(units.shape[0], None, dtype=object)
+    reasons[conversions < gate.conversions] = reason_texts[2]
+    reasons[rest_units < gate.rest_units] = reason_texts[1]
+    reasons[units < gate.units] = reason_texts[0]
     tested = np.array([r is None for r in reasons], dtype=bool)
     p_tested = np.where(tested, p, np.nan)
     q = benjamini_hochberg(p_tested, families)
     significant = tested & (q < alpha)
 
-    rank = np.full(a.shape[0], None, dtype=object)
+    rank = np.full(units.shape[0], None, dtype=object)
     labels = _family_codes(families)
     for family in np.unique(labels):
         idx = np.flatnonzero((labels == family) & tested)
         if idx.size == 0:
             continue
         key_low = np.nan_to_num(lift_low[idx], nan=-np.inf)
-        key_lift = np.nan_to_num(lift[idx], nan=-np.inf)
+        key_lift = np.nan_to_num(lift_point[idx], nan=-np.inf)
         order = idx[np.lexsort((np.arange(idx.size), -key_lift, -key_low))]
         for position, i in enumerate(order, start=1):
             rank[i] = position
     return Comparison(
         rate=rate,
-        rate_ci_low=low,
-        rate_ci_high=high,
+        rate_ci_low=rate_ci[0],
+        rate_ci_high=rate_ci[1],
         rest_rate=rest_rate,
-        lift=lift,
+        lift=lift_point,
         lift_ci_low=lift_low,
         lift_ci_high=lift_high,
         p_value=p_tested,
@@ -215,3 +255,186 @@ def compare_against_rest(
         significant=significant,
         rank=rank,
     )
+
+
+@dataclass(frozen=True)
+class MantelHaenszel:
+    """Per row: the Mantel-Haenszel common risk ratio over the row's strata, its Greenland-Robins interval,
+    the Cochran-Mantel-Haenszel p-value, and the totals of the informative strata (units on both sides)."""
+
+    risk_ratio: FloatArray
+    ci_low: FloatArray
+    ci_high: FloatArray
+    p_value: FloatArray
+    strata: NDArray[np.int64]
+    units: FloatArray
+    rest_units: FloatArray
+    conversions: FloatArray  # segment + rest conversions of the informative strata
+
+
+def mantel_haenszel_risk_ratio(
+    conversions: ArrayLike,
+    units: ArrayLike,
+    rest_conversions: ArrayLike,
+    rest_units: ArrayLike,
+    row: ArrayLike,
+    n_rows: int,
+    z: float = Z95,
+) -> MantelHaenszel:
+    """Stratified comparison of many rows at once: stratum k (a_k of n1_k against c_k of n2_k) belongs to
+    row `row[k]`; every sum runs over the strata of one row (np.bincount).
+
+    RR_MH = R / S with R = sum(a n2 / N), S = sum(c n1 / N), N = n1 + n2;
+    Var(ln RR_MH) = sum((a + c) n1 n2 / N^2 - a c / N) / (R S)  (Greenland & Robins 1985);
+    CMH chi-square = (sum(a - n1 (a + c) / N))^2 / sum(n1 n2 (a + c)(N - a - c) / (N^2 (N - 1))), 1 df,
+    without continuity correction (statsmodels StratifiedTable.test_null_odds(correction=False)).
+    Strata without units on one side carry no information and are left out. The ratio is 0 when R == 0
+    and NaN when S == 0; the interval is NaN unless both are positive; p is NaN when the CMH variance is 0.
+    """
+    a, n1, c, n2 = _f(conversions), _f(units), _f(rest_conversions), _f(rest_units)
+    rows = np.asarray(row, dtype=np.int64)
+    if np.any(a > n1) or np.any(c > n2) or np.any(np.minimum.reduce([a, n1, c, n2]) < 0):
+        raise ValueError("a stratum has negative counts or more conversions than units")
+    informative = (n1 > 0) & (n2 > 0)
+    a, n1, c, n2, rows = a[informative], n1[informative], c[informative], n2[informative], rows[informative]
+    total = n1 + n2
+    converted = a + c
+
+    def per_row(values: FloatArray) -> FloatArray:
+        return np.bincount(rows, weights=values, minlength=n_rows).astype(np.float64)
+
+    r = per_row(a * n2 / total)
+    s = per_row(c * n1 / total)
+    gr_numerator = per_row(converted * n1 * n2 / (total * total) - a * c / total)
+    deviation = per_row(a - n1 * converted / total)
+    cmh_variance = per_row(n1 * n2 * converted * (total - converted) / (total * total * (total - 1.0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(s > 0, r / s, np.nan)
+        se = np.sqrt(gr_numerator / (r * s))
+        both = (r > 0) & (s > 0)
+        low = np.where(both, np.exp(np.log(ratio) - z * se), np.nan)
+        high = np.where(both, np.exp(np.log(ratio) + z * se), np.nan)
+        chi2 = deviation * deviation / cmh_variance
+    p = np.where(cmh_variance > 0, sps.chi2.sf(chi2, 1), np.nan)
+    return MantelHaenszel(
+        risk_ratio=ratio,
+        ci_low=low,
+        ci_high=high,
+        p_value=p,
+        strata=np.bincount(rows, minlength=n_rows).astype(np.int64),
+        units=per_row(n1),
+        rest_units=per_row(n2),
+        conversions=per_row(converted),
+    )
+
+
+def compare_stratified(
+    conversions: ArrayLike,
+    units: ArrayLike,
+    rest_conversions: ArrayLike,
+    rest_units: ArrayLike,
+    strata: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike, ArrayLike],
+    families: Sequence[object],
+    gate: MinimumSample | None = None,
+    alpha: float = ALPHA,
+) -> tuple[Comparison, MantelHaenszel]:
+    """compare_against_rest with the lift, interval and test stratified (Mantel-Haenszel).
+
+    The first four arrays are the crude totals of each row (rate and Wilson interval come from them);
+    `strata` is (conversions, units, rest_conversions, rest_units, row) with one element per stratum.
+    The gate applies to the totals of the informative strata, the only data the test uses;
+    test_method is 'cmh'.
+    """
+    gate = gate or MinimumSample()
+    a, n1, c, n2 = _f(conversions), _f(units), _f(rest_conversions), _f(rest_units)
+    if np.any(a > n1) or np.any(c > n2):
+        raise ValueError("conversions exceed units in a segment row: the rate would not be a proportion")
+    mh = mantel_haenszel_risk_ratio(*strata, n_rows=a.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(n1 > 0, a / n1, np.nan)
+        rest_rate = np.where(n2 > 0, c / n2, np.nan)
+    comparison = _gate_test_rank(
+        rate=rate,
+        rate_ci=wilson_interval(a, n1),
+        rest_rate=rest_rate,
+        lift=(mh.risk_ratio, mh.ci_low, mh.ci_high),
+        p=mh.p_value,
+        method=np.full(a.shape[0], "cmh"),
+        gate_counts=(mh.units, mh.rest_units, mh.conversions),
+        reason_texts=(
+            f"fewer than {gate.units} units did it in strata with units on both sides",
+            f"fewer than {gate.rest_units} units did not in strata with units on both sides",
+            f"fewer than {gate.conversions} conversions in strata with units on both sides",
+        ),
+        families=families,
+        gate=gate,
+        alpha=alpha,
+    )
+    return comparison, mh
+
+
+def compare_with_strata(
+    conversions: ArrayLike,
+    units: ArrayLike,
+    rest_conversions: ArrayLike,
+    rest_units: ArrayLike,
+    families: Sequence[object],
+    stratified: ArrayLike,
+    strata: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike, ArrayLike],
+    gate: MinimumSample | None = None,
+    alpha: float = ALPHA,
+) -> tuple[Comparison, MantelHaenszel]:
+    """Rows where `stratified` is True go through compare_stratified (their strata's `row` indexes the
+    full input), the others through compare_against_rest. A family must not mix the two kinds of rows.
+
+    The MantelHaenszel result covers every row (NaN, and 0 strata, for rows that are not stratified).
+    """
+    a, n1, c, n2 = _f(conversions), _f(units), _f(rest_conversions), _f(rest_units)
+    n_rows = a.shape[0]
+    is_stratified = np.asarray(stratified, dtype=bool)
+    strat_idx, plain_idx = np.flatnonzero(is_stratified), np.flatnonzero(~is_stratified)
+    fam = list(families)
+    plain = compare_against_rest(
+        a[plain_idx], n1[plain_idx], c[plain_idx], n2[plain_idx], [fam[i] for i in plain_idx], gate, alpha
+    )
+    s_a, s_n1, s_c, s_n2, s_row = strata
+    position = np.full(n_rows, -1, dtype=np.int64)
+    position[strat_idx] = np.arange(strat_idx.size)
+    s_pos = position[np.asarray(s_row, dtype=np.int64)]
+    keep = s_pos >= 0
+    stratified_part, mh_part = compare_stratified(
+        a[strat_idx],
+        n1[strat_idx],
+        c[strat_idx],
+        n2[strat_idx],
+        (_f(s_a)[keep], _f(s_n1)[keep], _f(s_c)[keep], _f(s_n2)[keep], s_pos[keep]),
+        [fam[i] for i in strat_idx],
+        gate,
+        alpha,
+    )
+
+    def merge(plain_values: np.ndarray, strat_values: np.ndarray, fill: object) -> np.ndarray:
+        dtype = object if plain_values.dtype == object or strat_values.dtype == object else plain_values.dtype
+        out = np.full(n_rows, fill, dtype=dtype)
+        out[plain_idx] = plain_values
+        out[strat_idx] = strat_values
+        return out
+
+    merged = Comparison(
+        **{
+            name: merge(getattr(plain, name), getattr(stratified_part, name), None)
+            for name in Comparison.__dataclass_fields__
+        }
+    )
+    nan = np.full(plain_idx.size, np.nan)
+    mh = MantelHaenszel(
+        risk_ratio=merge(nan, mh_part.risk_ratio, np.nan),
+        ci_low=merge(nan, mh_part.ci_low, np.nan),
+        ci_high=merge(nan, mh_part.ci_high, np.nan),
+        p_value=merge(nan, mh_part.p_value, np.nan),
+        strata=merge(np.zeros(plain_idx.size, dtype=np.int64), mh_part.strata, 0),
+        units=merge(nan, mh_part.units, np.nan),
+        rest_units=merge(nan, mh_part.rest_units, np.nan),
+        conversions=merge(nan, mh_part.conversions, np.nan),
+    )
+    return merged, mh

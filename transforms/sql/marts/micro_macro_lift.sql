@@ -1,6 +1,6 @@
 -- model: marts.micro_macro_lift
 -- partition: stats
--- table: Which micro conversions lead to macro conversions: for each micro conversion, the macro rate of those who did it against those who did not, with a Katz 95 % interval of the ratio, a two-sided test (pooled z, or Fisher's exact for small expected counts), Benjamini-Hochberg q-values within each basis, and a rank by the lower bound of the lift interval. Basis 'contact' (HubSpot): people, namely contacts created in the window who did the micro conversion vs those who did not, reaching any HubSpot macro conversion (customer, closed-won deal) by now. Basis 'segment_day' (GA4, where only aggregates exist): NOT people but cells of one date x property x channel x device x country x visitor type; users of cells where the micro conversion occurred vs users of cells where it did not, and the share of them with the macro conversion that day: an ecological comparison that shows association at cell level, weaker evidence than the contact basis. Process milestones of a funnel that ends in the macro (e.g. add_to_cart before purchase, opportunity before customer) are prerequisites, not levers: they are reported but neither tested for q-values nor ranked.
+-- table: Which micro conversions lead to macro conversions: for each micro conversion, the macro rate of those who did it against those who did not, with a 95 % interval of the ratio, a two-sided test, Benjamini-Hochberg q-values within each basis, and a rank by the lower bound of the lift interval. Basis 'contact' (HubSpot): people, namely contacts created in the window who did the micro conversion vs those who did not, reaching any HubSpot macro conversion (customer, closed-won deal) by now; Katz interval, pooled z or Fisher's exact test. Basis 'segment_day' (GA4, where only aggregates exist): NOT people but cells of one date x property x channel x device x country x visitor type; users of cells where the micro conversion occurred vs users of cells where it did not, and the share of them with the macro conversion that day. Because busy segments are where micro events occur and segments differ in macro rate, this basis is stratified by segment (property x channel x device x country x visitor type, pooled over the window's days): lift is the Mantel-Haenszel common risk ratio with a Greenland-Robins interval, tested by the Cochran-Mantel-Haenszel test; crude_lift is the unstratified ratio. Still an ecological, cell-level association, weaker evidence than the contact basis. Process milestones of a funnel that ends in the macro (e.g. add_to_cart before purchase, opportunity before customer) are prerequisites, not levers: they are reported but neither tested for q-values nor ranked.
 -- column window_start: First date of the window (property-local).
 -- column window_end: Last date of the window: the last GA4 date minus the days GA4 still revises (unsettled_days, default 2).
 -- column basis: 'contact' (HubSpot contacts) or 'segment_day' (GA4 date x segment cells; see the table comment).
@@ -9,24 +9,29 @@
 -- column macro_conversion: Catalog macro conversion (GA4), or 'all' = any HubSpot macro conversion of the catalog (contact basis).
 -- column unit: 'contacts' or 'user_days' (users summed over cells; a user active on two days counts twice).
 -- column is_prerequisite: True for a process milestone of a funnel that ends in the macro: reported, not tested, not ranked.
--- column did_count: Units that did the micro conversion (contacts; or user-days in cells where it occurred).
+-- column did_count: Units that did the micro conversion (contacts; or user-days in cells where it occurred, all segments: the crude total).
 -- column did_macro: Of those, units with the macro conversion.
--- column did_macro_rate: did_macro / did_count.
+-- column did_macro_rate: did_macro / did_count (crude, not stratified).
 -- column did_macro_rate_ci_low: Wilson 95 % interval of did_macro_rate, lower bound.
 -- column did_macro_rate_ci_high: Wilson 95 % interval of did_macro_rate, upper bound.
--- column did_not_count: Units that did not (contacts; or user-days in cells without it).
+-- column did_not_count: Units that did not (contacts; or user-days in cells without it, all segments: the crude total).
 -- column did_not_macro: Of those, units with the macro conversion.
--- column did_not_macro_rate: did_not_macro / did_not_count.
--- column lift: did_macro_rate / did_not_macro_rate (1 = no difference).
--- column lift_ci_low: Katz log 95 % interval of the lift, lower bound.
--- column lift_ci_high: Katz log 95 % interval of the lift, upper bound.
--- column test_method: 'z' or 'fisher'; NULL when not tested.
--- column p_value: Two-sided p-value of did_macro_rate = did_not_macro_rate; NULL when not tested.
+-- column did_not_macro_rate: did_not_macro / did_not_count (crude, not stratified).
+-- column lift: How many times more often those who did it reach the macro (1 = no difference). Contact basis: did_macro_rate / did_not_macro_rate. Segment_day basis: the Mantel-Haenszel common risk ratio over the segment strata (0 when no stratum has the macro on the did side; NULL when none has it on the other side).
+-- column lift_ci_low: 95 % interval of the lift, lower bound: Katz log interval (contact basis) or Greenland-Robins interval of the log Mantel-Haenszel ratio (segment_day basis; NULL when the lift is 0 or NULL).
+-- column lift_ci_high: 95 % interval of the lift, upper bound (see lift_ci_low).
+-- column crude_lift: did_macro_rate / did_not_macro_rate, unstratified. Equal to lift on the contact basis; on the segment_day basis it mixes segments with different macro rates (confounded), shown for comparison only.
+-- column test_method: 'z' (pooled two-proportion z-test) or 'fisher' (exact) on the contact basis, 'cmh' (Cochran-Mantel-Haenszel, no continuity correction) on the segment_day basis; NULL when not tested.
+-- column p_value: Two-sided p-value of no difference (segment_day: of no association within any segment stratum); NULL when not tested.
 -- column q_value: Benjamini-Hochberg adjusted p-value across the tested micro conversions of the same basis.
 -- column significant: q_value < 0.05.
 -- column tested: False for prerequisites and rows failing the minimum-sample gate (see gate_reason).
 -- column gate_reason: Why the row was not tested; NULL when tested.
 -- column rank: 1 = leads most strongly to the macro: order of lift_ci_low (highest first) among the tested rows of the basis.
+-- column strata: Segment_day basis: segments (strata) with user-days on both sides, the only ones that inform the stratified lift; NULL on the contact basis.
+-- column strata_did_count: Segment_day basis: user-days that did it, in those strata (the minimum-sample gate applies to these three stratified totals); NULL on the contact basis.
+-- column strata_did_not_count: Segment_day basis: user-days that did not, in those strata; NULL on the contact basis.
+-- column strata_macro: Segment_day basis: user-days with the macro on both sides, in those strata; NULL on the contact basis.
 WITH bounds AS (
     -- GA4 still revises its most recent days: the window ends before them (build setting unsettled_days).
     SELECT min(date) AS window_start, max(date) - CAST(getvariable('sw_unsettled_days') AS INTEGER) AS window_end
@@ -61,23 +66,44 @@ contact_rows AS (
         'contacts' AS unit, m.is_prerequisite,
         coalesce(d.did_count, 0)::BIGINT AS did_count, coalesce(d.did_macro, 0)::BIGINT AS did_macro,
         (t.n - coalesce(d.did_count, 0))::BIGINT AS did_not_count,
-        (t.n_macro - coalesce(d.did_macro, 0))::BIGINT AS did_not_macro
+        (t.n_macro - coalesce(d.did_macro, 0))::BIGINT AS did_not_macro,
+        NULL::STRUCT(did_count BIGINT, did_macro BIGINT, did_not_count BIGINT, did_not_macro BIGINT)[]
+            AS strata_counts
     FROM micro AS m
     CROSS JOIN contact_totals AS t
     LEFT JOIN contact_did AS d ON d.conversion_name = m.conversion_name
     WHERE m.source_system = 'hubspot'
       AND EXISTS (SELECT 1 FROM staging.conversion_catalog WHERE source_system = 'hubspot' AND tier = 'macro')
 ),
-segment_day_rows AS (
-    SELECT 'segment_day' AS basis, g.micro_conversion, m.kind, g.macro_conversion, 'user_days' AS unit,
-        m.is_prerequisite,
-        sum(g.did_units)::BIGINT AS did_count, sum(g.did_macro)::BIGINT AS did_macro,
-        sum(g.did_not_units)::BIGINT AS did_not_count, sum(g.did_not_macro)::BIGINT AS did_not_macro
-    FROM staging.ga4_micro_macro_daily AS g
-    JOIN micro AS m ON m.conversion_name = g.micro_conversion
-    CROSS JOIN bounds AS b
+segment_day_strata AS (
+    -- One stratum per segment, pooled over the window's days: the segment mix confounds a pooled comparison
+    -- (busy segments are where any micro event occurs, and their macro rates differ), so cells are only
+    -- compared with cells of the same segment on other days.
+    SELECT g.micro_conversion, g.macro_conversion, g.property_id, g.channel, g.device_category, g.country,
+        g.visitor_type,
+        coalesce(sum(g.users) FILTER (WHERE g.micro_occurred), 0)::BIGINT AS did_count,
+        coalesce(sum(g.macro_users) FILTER (WHERE g.micro_occurred), 0)::BIGINT AS did_macro,
+        coalesce(sum(g.users) FILTER (WHERE NOT g.micro_occurred), 0)::BIGINT AS did_not_count,
+        coalesce(sum(g.macro_users) FILTER (WHERE NOT g.micro_occurred), 0)::BIGINT AS did_not_macro
+    FROM staging.ga4_micro_macro_daily AS g, bounds AS b
     WHERE g.date BETWEEN b.window_start AND b.window_end
     GROUP BY ALL
+),
+segment_day_rows AS (
+    SELECT 'segment_day' AS basis, s.micro_conversion, m.kind, s.macro_conversion, 'user_days' AS unit,
+        m.is_prerequisite,
+        sum(s.did_count)::BIGINT AS did_count, sum(s.did_macro)::BIGINT AS did_macro,
+        sum(s.did_not_count)::BIGINT AS did_not_count, sum(s.did_not_macro)::BIGINT AS did_not_macro,
+        -- Only segments with user-days on both sides carry information about the ratio; a fixed order keeps
+        -- the floating-point sums of the statistics identical between full and incremental builds.
+        coalesce(list(
+            {'did_count': s.did_count, 'did_macro': s.did_macro,
+             'did_not_count': s.did_not_count, 'did_not_macro': s.did_not_macro}
+            ORDER BY s.property_id, s.channel, s.device_category, s.country, s.visitor_type
+        ) FILTER (WHERE s.did_count > 0 AND s.did_not_count > 0), []) AS strata_counts
+    FROM segment_day_strata AS s
+    JOIN micro AS m ON m.conversion_name = s.micro_conversion
+    GROUP BY s.micro_conversion, m.kind, s.macro_conversion, m.is_prerequisite
 )
 SELECT b.window_start, b.window_end, r.*
 FROM (SELECT * FROM contact_rows UNION ALL SELECT * FROM segment_day_rows) AS r, bounds AS b
