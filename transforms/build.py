@@ -485,14 +485,27 @@ def _stats_columns(model: Model, counts: pa.Table, gate: stats.MinimumSample) ->
     families: list[object] = [
         ("prerequisite",) if x else f for f, x in zip(family_values, excluded, strict=True)
     ]
-    result = stats.compare_against_rest(
-        np.asarray(a.to_numpy(zero_copy_only=False), dtype=float),
-        np.asarray(n1.to_numpy(zero_copy_only=False), dtype=float),
-        np.asarray(c.to_numpy(zero_copy_only=False), dtype=float),
-        np.asarray(n2.to_numpy(zero_copy_only=False), dtype=float),
-        families,
-        gate,
-    )
+    crude = tuple(np.asarray(x.to_numpy(zero_copy_only=False), dtype=float) for x in (a, n1, c, n2))
+    mh: stats.MantelHaenszel | None = None
+    if "strata_counts" in counts.column_names:
+        import pyarrow.compute as pc
+
+        # Basis segment_day: Mantel-Haenszel over the per-segment strata listed by the SQL (STATISTICS.md);
+        # the contact basis (NULL list) keeps the crude comparison.
+        strata_counts = counts.column("strata_counts").combine_chunks()
+        flat = pc.list_flatten(strata_counts)
+        strata = (
+            *(
+                np.asarray(flat.field(f).to_numpy(zero_copy_only=False), dtype=float)
+                for f in ("did_macro", "did_count", "did_not_macro", "did_not_count")
+            ),
+            np.asarray(pc.list_parent_indices(strata_counts).to_numpy(zero_copy_only=False), dtype=np.int64),
+        )
+        stratified = np.asarray(strata_counts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        result, mh = stats.compare_with_strata(*crude, families, stratified, strata, gate)
+        counts = counts.drop_columns(["strata_counts"])
+    else:
+        result = stats.compare_against_rest(*crude, families, gate)
     tested = result.tested & ~excluded
     gate_reason = np.where(
         excluded, "prerequisite of the macro (a step on its funnel path)", result.gate_reason
@@ -539,6 +552,14 @@ def _stats_columns(model: Model, counts: pa.Table, gate: stats.MinimumSample) ->
         ),
         "rank": pa.array([r if t else None for r, t in zip(result.rank, tested, strict=True)], pa.int32()),
     }
+    if mh is not None:
+        extra |= {
+            "crude_lift": finite(stats.rate_ratio_katz(*crude)[0]),
+            "strata": pa.array(mh.strata, pa.int64(), mask=~stratified),
+            "strata_did_count": pa.array(mh.units, pa.int64(), mask=~stratified),
+            "strata_did_not_count": pa.array(mh.rest_units, pa.int64(), mask=~stratified),
+            "strata_macro": pa.array(mh.conversions, pa.int64(), mask=~stratified),
+        }
     table = counts
     for name, column in extra.items():
         table = table.append_column(name, column)
