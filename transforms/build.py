@@ -158,6 +158,7 @@ FULL_SCOPE_SQL = """
 CREATE OR REPLACE TEMP MACRO sw_in_dates(d) AS true;
 CREATE OR REPLACE TEMP MACRO sw_in_crm_dates(d) AS true;
 CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, i) AS true;
+CREATE OR REPLACE TEMP MACRO sw_in_raw_contacts(raw_rowid) AS true;
 CREATE OR REPLACE TEMP MACRO sw_in_deals(p, i) AS true;
 """
 INCREMENTAL_SCOPE_SQL = """
@@ -165,6 +166,8 @@ CREATE OR REPLACE TEMP MACRO sw_in_dates(d) AS d IN (SELECT scope_date FROM sw_s
 CREATE OR REPLACE TEMP MACRO sw_in_crm_dates(d) AS d IN (SELECT scope_date FROM sw_scope_crm_dates);
 CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, i) AS
     EXISTS (SELECT 1 FROM sw_scope_contacts WHERE scope_portal_id = p AND scope_contact_id = i);
+-- By rowid, so that the scan reads the (large) JSON properties of the scoped raw rows only.
+CREATE OR REPLACE TEMP MACRO sw_in_raw_contacts(raw_rowid) AS raw_rowid IN (SELECT scope_rowid FROM sw_scope_raw_contacts);
 CREATE OR REPLACE TEMP MACRO sw_in_deals(p, i) AS
     EXISTS (SELECT 1 FROM sw_scope_deals WHERE scope_portal_id = p AND scope_deal_id = i);
 """
@@ -407,12 +410,18 @@ def _set_stage_variables(con: duckdb.DuckDBPyConnection, from_raw: bool = False)
 
 def _ensure_raw(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    raw_columns: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'raw'"
+    ).fetchall():
+        raw_columns.setdefault(table, set()).add(column)
     for table, ddl in EXPECTED_RAW.items():
-        if not _exists(con, "raw", table):
+        if table not in raw_columns:
             con.execute(f"CREATE TABLE raw.{table} ({ddl})")
             continue
         # Older loads may lack a column added later (e.g. contact_ids); add it empty.
-        have = set(_columns(con, "raw", table))
+        have = raw_columns[table]
         for column_def in _split_columns(ddl):
             name = column_def.split()[0].strip('"')
             if name not in have:
@@ -424,12 +433,17 @@ def _split_columns(ddl: str) -> list[str]:
 
 
 def _run_model(
-    con: duckdb.DuckDBPyConnection, model: Model, incremental: bool, gate: stats.MinimumSample
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    incremental: bool,
+    gate: stats.MinimumSample,
+    existing: set[str],
 ) -> None:
+    """Build one model; `existing` holds the qualified names of the model tables already there."""
     if model.partition == "stats":
         _run_stats_model(con, model, gate)
         return
-    if not incremental or model.partition == "full" or not _exists(con, model.schema, model.name):
+    if not incremental or model.partition == "full" or model.qualified not in existing:
         con.execute(f"CREATE OR REPLACE TABLE {model.qualified} AS {model.select_sql}")
         _apply_comments(con, model)
         return
@@ -485,7 +499,11 @@ def _stats_columns(model: Model, counts: pa.Table, gate: stats.MinimumSample) ->
     families: list[object] = [
         ("prerequisite",) if x else f for f, x in zip(family_values, excluded, strict=True)
     ]
-    crude = tuple(np.asarray(x.to_numpy(zero_copy_only=False), dtype=float) for x in (a, n1, c, n2))
+
+    def floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=float)
+
+    crude = (floats(a), floats(n1), floats(c), floats(n2))
     mh: stats.MantelHaenszel | None = None
     if "strata_counts" in counts.column_names:
         import pyarrow.compute as pc
@@ -495,10 +513,10 @@ def _stats_columns(model: Model, counts: pa.Table, gate: stats.MinimumSample) ->
         strata_counts = counts.column("strata_counts").combine_chunks()
         flat = pc.list_flatten(strata_counts)
         strata = (
-            *(
-                np.asarray(flat.field(f).to_numpy(zero_copy_only=False), dtype=float)
-                for f in ("did_macro", "did_count", "did_not_macro", "did_not_count")
-            ),
+            floats(flat.field("did_macro")),
+            floats(flat.field("did_count")),
+            floats(flat.field("did_not_macro")),
+            floats(flat.field("did_not_count")),
             np.asarray(pc.list_parent_indices(strata_counts).to_numpy(zero_copy_only=False), dtype=np.int64),
         )
         stratified = np.asarray(strata_counts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
@@ -606,17 +624,27 @@ def _prepare_incremental_scope(
     )
     # A sync re-delivers records it has delivered before (lookback windows, overlapping passes): only
     # contacts whose raw record differs from the one staged last time are re-staged.
+    # The JSON of the delivered records is parsed once, for the scope and for _refresh_touched_contacts.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE sw_delivered_contacts AS
+        SELECT portal_id AS delivered_portal_id, id AS delivered_id,
+            sw_contact_content_hash(p, archived, merged_into, created_at) AS delivered_hash,
+            sw_contact_updated_at(p[2], updated_at) AS delivered_updated_at_utc
+        FROM (
+            SELECT *, sw_contact_properties(properties) AS p FROM raw.hubspot_contacts WHERE _loaded_at > ?
+        )
+        """,
+        [state["contacts_watermark"]],
+    )
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE sw_scope_contacts AS
-        SELECT DISTINCT r.portal_id AS scope_portal_id, r.id AS scope_contact_id
-        FROM raw.hubspot_contacts AS r
-        LEFT JOIN staging.hubspot_contacts AS s ON s.portal_id = r.portal_id AND s.contact_id = r.id
-        WHERE r._loaded_at > ?
-          AND s._content_hash IS DISTINCT FROM sw_contact_content_hash(
-              sw_contact_properties(r.properties), r.archived, r.merged_into, r.created_at)
-        """,
-        [state["contacts_watermark"]],
+        SELECT DISTINCT d.delivered_portal_id AS scope_portal_id, d.delivered_id AS scope_contact_id
+        FROM sw_delivered_contacts AS d
+        LEFT JOIN staging.hubspot_contacts AS s ON s.portal_id = d.delivered_portal_id AND s.contact_id = d.delivered_id
+        WHERE s._content_hash IS DISTINCT FROM d.delivered_hash
+        """
     )
     # A changed deal changes its contact's facts (old and new association) and its close dates.
     con.execute(
@@ -641,6 +669,11 @@ def _prepare_incremental_scope(
             "contact_id VARCHAR, row_hash UBIGINT)"
         )
     con.execute(_DEAL_SNAPSHOT_SQL.format(target="sw_snapshot_old"))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE sw_scope_raw_contacts AS SELECT r.rowid AS scope_rowid "
+        "FROM raw.hubspot_contacts AS r SEMI JOIN sw_scope_contacts AS s "
+        "ON s.scope_portal_id = r.portal_id AND s.scope_contact_id = r.id"
+    )
 
 
 # Everything a staged HubSpot row contributes to the date-partitioned marts, per date: comparing the scoped
@@ -677,15 +710,14 @@ def _capture_rows(
     con: duckdb.DuckDBPyConnection, target: str, model_name: str, result: duckdb.DuckDBPyConnection
 ) -> None:
     assert target in ("sw_rows_old", "sw_rows_new")
-    rows = result.fetchall()
-    if not rows:
+    rows = pa.table(result.fetchnumpy())
+    if not rows.num_rows:
         return
-    dates, portals, contacts, hashes = (list(column) for column in zip(*rows, strict=True))
-    con.execute(
-        f"INSERT INTO {target} SELECT ?, unnest(?::DATE[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
-        "unnest(?::UBIGINT[])",
-        [model_name, dates, portals, contacts, hashes],
-    )
+    con.register("_sw_returned_rows", rows)
+    try:
+        con.execute(f"INSERT INTO {target} SELECT ?, * FROM _sw_returned_rows", [model_name])
+    finally:
+        con.unregister("_sw_returned_rows")
 
 
 def _mark_merged(con: duckdb.DuckDBPyConnection, target: str) -> None:
@@ -723,21 +755,16 @@ def _add_changed_crm_dates(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _refresh_touched_contacts(con: duckdb.DuckDBPyConnection, state: dict[str, Any] | None) -> None:
+def _refresh_touched_contacts(con: duckdb.DuckDBPyConnection) -> None:
     """Re-delivered contacts whose content is unchanged but whose lastmodifieddate moved are not re-staged
     (nothing downstream reads that instant): their staged updated_at_utc is brought up to date in place."""
-    assert state is not None
     con.execute(
         """
-        UPDATE staging.hubspot_contacts AS s SET updated_at_utc = u.updated_at_utc
-        FROM (
-            SELECT portal_id, id,
-                sw_contact_updated_at(json_extract_string(properties, '$.lastmodifieddate'), updated_at) AS updated_at_utc
-            FROM raw.hubspot_contacts WHERE _loaded_at > ?
-        ) AS u
-        WHERE s.portal_id = u.portal_id AND s.contact_id = u.id AND s.updated_at_utc IS DISTINCT FROM u.updated_at_utc
-        """,
-        [state["contacts_watermark"]],
+        UPDATE staging.hubspot_contacts AS s SET updated_at_utc = d.delivered_updated_at_utc
+        FROM sw_delivered_contacts AS d
+        WHERE s.portal_id = d.delivered_portal_id AND s.contact_id = d.delivered_id
+          AND s.updated_at_utc IS DISTINCT FROM d.delivered_updated_at_utc
+        """
     )
 
 
@@ -881,17 +908,24 @@ def _build(
         _prepare_incremental_scope(con, requested, state)  # the scope macros bind these TEMP tables
     con.execute(INCREMENTAL_SCOPE_SQL if incremental else FULL_SCOPE_SQL)
 
+    existing = {
+        f"{schema}.{name}"
+        for schema, name in con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND schema_name IN ('staging', 'marts')"
+        ).fetchall()
+    }
     for model in MODELS:
         started = time.perf_counter()
         try:
-            _run_model(con, model, incremental, gate)
+            _run_model(con, model, incremental, gate, existing)
         except duckdb.Error as exc:
             raise BuildError(f"{model.path.name} ({model.qualified}): {exc}") from exc
         if model.name == "hubspot_lifecycle_stages":
             _set_stage_variables(con)
         if incremental and model.name == "hubspot_contacts":
             _mark_merged(con, "sw_rows_old")  # before hubspot_merges is rebuilt
-            _refresh_touched_contacts(con, state)
+            _refresh_touched_contacts(con)
             _extend_scope_with_merges(con)
         if incremental and model.name == "hubspot_contact_facts":
             _add_changed_crm_dates(con)
@@ -904,8 +938,8 @@ def _build(
         result.contacts = _scalar(con, "SELECT count(*) FROM sw_scope_contacts")
         result.deals = _scalar(con, "SELECT count(*) FROM sw_scope_deals")
     _write_state(con, fingerprint, zone, lead_event)
-    for table in MART_TABLES:
-        result.row_counts[table] = _scalar(con, f"SELECT count(*) FROM marts.{table}")
+    counts = " UNION ALL ".join(f"SELECT '{table}', count(*) FROM marts.{table}" for table in MART_TABLES)
+    result.row_counts = {name: int(rows) for name, rows in con.execute(counts).fetchall()}
     return result
 
 

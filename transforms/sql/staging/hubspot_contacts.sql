@@ -27,7 +27,7 @@
 WITH latest AS (
     SELECT r.portal_id, r.id, r.archived, r.merged_into, r.updated_at, r.created_at, sw_contact_properties(r.properties) AS p
     FROM raw.hubspot_contacts AS r
-    WHERE sw_in_contacts(r.portal_id, r.id)
+    WHERE sw_in_raw_contacts(r.rowid)
 ),
 parsed AS (
     SELECT *,
