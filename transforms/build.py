@@ -138,6 +138,14 @@ CREATE OR REPLACE TEMP MACRO sw_hs_instant(s) AS CASE
     ELSE timezone('UTC', TRY_CAST(s AS TIMESTAMP))
 END;
 CREATE OR REPLACE TEMP MACRO sw_utc(instant) AS timezone('UTC', instant);
+-- HubSpot record ids are numbers sent as strings; the integer is what incremental scopes join on (a
+-- fraction of the cost of comparing strings). Only the canonical spelling maps, so the key is one-to-one.
+CREATE OR REPLACE TEMP MACRO sw_contact_key(id) AS CASE
+    WHEN id IS NULL THEN NULL
+    WHEN CAST(TRY_CAST(id AS UBIGINT) AS VARCHAR) IS DISTINCT FROM id THEN
+        error('HubSpot contact id ''' || id || ''' is not a plain number (HubSpot record ids are): check raw.hubspot_contacts / raw.hubspot_deals contact_ids')
+    ELSE CAST(id AS UBIGINT)
+END;
 -- The contact properties staging reads (the stage-entry properties come from sw_stage_paths).
 CREATE OR REPLACE TEMP MACRO sw_contact_properties(properties) AS json_extract_string(properties, list_concat(
     ['$.createdate', '$.lastmodifieddate', '$.lifecyclestage', '$.hs_analytics_source',
@@ -157,15 +165,15 @@ CREATE OR REPLACE TEMP MACRO sw_local_date(utc_ts) AS
 FULL_SCOPE_SQL = """
 CREATE OR REPLACE TEMP MACRO sw_in_dates(d) AS true;
 CREATE OR REPLACE TEMP MACRO sw_in_crm_dates(d) AS true;
-CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, i) AS true;
+CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, k) AS true;
 CREATE OR REPLACE TEMP MACRO sw_in_raw_contacts(raw_rowid) AS true;
 CREATE OR REPLACE TEMP MACRO sw_in_deals(p, i) AS true;
 """
 INCREMENTAL_SCOPE_SQL = """
 CREATE OR REPLACE TEMP MACRO sw_in_dates(d) AS d IN (SELECT scope_date FROM sw_scope_dates);
 CREATE OR REPLACE TEMP MACRO sw_in_crm_dates(d) AS d IN (SELECT scope_date FROM sw_scope_crm_dates);
-CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, i) AS
-    EXISTS (SELECT 1 FROM sw_scope_contacts WHERE scope_portal_id = p AND scope_contact_id = i);
+CREATE OR REPLACE TEMP MACRO sw_in_contacts(p, k) AS
+    EXISTS (SELECT 1 FROM sw_scope_contacts WHERE scope_portal_id = p AND scope_contact_key = k);
 -- By rowid, so that the scan reads the (large) JSON properties of the scoped raw rows only.
 CREATE OR REPLACE TEMP MACRO sw_in_raw_contacts(raw_rowid) AS raw_rowid IN (SELECT scope_rowid FROM sw_scope_raw_contacts);
 CREATE OR REPLACE TEMP MACRO sw_in_deals(p, i) AS
@@ -465,7 +473,7 @@ def _run_model(
     elif model.partition == "contact":
         delete = (
             f"DELETE FROM {model.qualified} AS t WHERE EXISTS "
-            "(SELECT 1 FROM sw_scope_contacts AS s WHERE s.scope_portal_id = t.portal_id AND s.scope_contact_id = t.contact_id)"
+            "(SELECT 1 FROM sw_scope_contacts AS s WHERE s.scope_portal_id = t.portal_id AND s.scope_contact_key = t.contact_key)"
         )
         returning = _CONTACT_ROW_SNAPSHOT.get(model.name)
         if returning is None:
@@ -628,7 +636,7 @@ def _prepare_incremental_scope(
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE sw_delivered_contacts AS
-        SELECT portal_id AS delivered_portal_id, id AS delivered_id,
+        SELECT portal_id AS delivered_portal_id, id AS delivered_id, sw_contact_key(id) AS delivered_key,
             sw_contact_content_hash(p, archived, merged_into, created_at) AS delivered_hash,
             sw_contact_updated_at(p[2], updated_at) AS delivered_updated_at_utc
         FROM (
@@ -640,9 +648,10 @@ def _prepare_incremental_scope(
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE sw_scope_contacts AS
-        SELECT DISTINCT d.delivered_portal_id AS scope_portal_id, d.delivered_id AS scope_contact_id
+        SELECT DISTINCT d.delivered_portal_id AS scope_portal_id, d.delivered_id AS scope_contact_id,
+            d.delivered_key AS scope_contact_key
         FROM sw_delivered_contacts AS d
-        LEFT JOIN staging.hubspot_contacts AS s ON s.portal_id = d.delivered_portal_id AND s.contact_id = d.delivered_id
+        LEFT JOIN staging.hubspot_contacts AS s ON s.portal_id = d.delivered_portal_id AND s.contact_key = d.delivered_key
         WHERE s._content_hash IS DISTINCT FROM d.delivered_hash
         """
     )
@@ -650,15 +659,16 @@ def _prepare_incremental_scope(
     con.execute(
         """
         INSERT INTO sw_scope_contacts
-        SELECT d.portal_id, d.contact_id FROM staging.hubspot_deals AS d
+        SELECT d.portal_id, d.contact_id, d.contact_key FROM staging.hubspot_deals AS d
         JOIN sw_scope_deals AS s ON s.scope_portal_id = d.portal_id AND s.scope_deal_id = d.deal_id
         WHERE d.contact_id IS NOT NULL
         UNION
-        SELECT r.portal_id, json_extract_string(r.contact_ids, '$[0]') FROM raw.hubspot_deals AS r
+        SELECT r.portal_id, json_extract_string(r.contact_ids, '$[0]'),
+            sw_contact_key(json_extract_string(r.contact_ids, '$[0]')) FROM raw.hubspot_deals AS r
         JOIN sw_scope_deals AS s ON s.scope_portal_id = r.portal_id AND s.scope_deal_id = r.id
         WHERE json_extract_string(r.contact_ids, '$[0]') IS NOT NULL
         EXCEPT
-        SELECT scope_portal_id, scope_contact_id FROM sw_scope_contacts
+        SELECT scope_portal_id, scope_contact_id, scope_contact_key FROM sw_scope_contacts
         """
     )
     con.execute("CREATE OR REPLACE TEMP TABLE sw_snapshot_old (snapshot_date DATE, row_hash UBIGINT)")
@@ -697,12 +707,12 @@ SELECT d.close_date, hash('deal', d.portal_id, d.deal_id, d.contact_id, d.pipeli
     c.channel, c.country)
 FROM (
     SELECT d.* FROM staging.hubspot_deals AS d
-    SEMI JOIN sw_scope_contacts AS s ON s.scope_portal_id = d.portal_id AND s.scope_contact_id = d.contact_id
+    SEMI JOIN sw_scope_contacts AS s ON s.scope_portal_id = d.portal_id AND s.scope_contact_key = d.contact_key
     UNION
     SELECT d.* FROM staging.hubspot_deals AS d
     SEMI JOIN sw_scope_deals AS s ON s.scope_portal_id = d.portal_id AND s.scope_deal_id = d.deal_id
 ) AS d
-LEFT JOIN staging.hubspot_contacts AS c ON c.portal_id = d.portal_id AND c.contact_id = d.contact_id
+LEFT JOIN staging.hubspot_contacts AS c ON c.portal_id = d.portal_id AND c.contact_key = d.contact_key
 """
 
 
@@ -762,7 +772,7 @@ def _refresh_touched_contacts(con: duckdb.DuckDBPyConnection) -> None:
         """
         UPDATE staging.hubspot_contacts AS s SET updated_at_utc = d.delivered_updated_at_utc
         FROM sw_delivered_contacts AS d
-        WHERE s.portal_id = d.delivered_portal_id AND s.contact_id = d.delivered_id
+        WHERE s.portal_id = d.delivered_portal_id AND s.contact_key = d.delivered_key
           AND s.updated_at_utc IS DISTINCT FROM d.delivered_updated_at_utc
         """
     )
@@ -774,13 +784,15 @@ def _extend_scope_with_merges(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE sw_scope_merged AS
-        SELECT DISTINCT c.portal_id AS scope_portal_id, unnest(c.merged_object_ids) AS scope_contact_id
-        FROM staging.hubspot_contacts AS c
-        JOIN sw_scope_contacts AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_id = c.contact_id
-        EXCEPT
-        SELECT scope_portal_id, scope_contact_id FROM sw_scope_contacts
-        EXCEPT
-        SELECT portal_id, merged_id FROM staging.hubspot_merges  -- merged before: already left out
+        SELECT *, sw_contact_key(scope_contact_id) AS scope_contact_key FROM (
+            SELECT DISTINCT c.portal_id AS scope_portal_id, unnest(c.merged_object_ids) AS scope_contact_id
+            FROM staging.hubspot_contacts AS c
+            JOIN sw_scope_contacts AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_key = c.contact_key
+            EXCEPT
+            SELECT scope_portal_id, scope_contact_id FROM sw_scope_contacts
+            EXCEPT
+            SELECT portal_id, merged_id FROM staging.hubspot_merges  -- merged before: already left out
+        )
         """
     )
     if _scalar(con, "SELECT count(*) FROM sw_scope_merged"):
@@ -790,13 +802,13 @@ def _extend_scope_with_merges(con: duckdb.DuckDBPyConnection) -> None:
             """
             INSERT INTO sw_scope_crm_dates
             SELECT c.created_date FROM staging.hubspot_contacts AS c
-            SEMI JOIN sw_scope_merged AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_id = c.contact_id
+            SEMI JOIN sw_scope_merged AS s ON s.scope_portal_id = c.portal_id AND s.scope_contact_key = c.contact_key
             UNION ALL
             SELECT d.close_date FROM staging.hubspot_deals AS d
-            SEMI JOIN sw_scope_merged AS s ON s.scope_portal_id = d.portal_id AND s.scope_contact_id = d.contact_id
+            SEMI JOIN sw_scope_merged AS s ON s.scope_portal_id = d.portal_id AND s.scope_contact_key = d.contact_key
             """
         )
-        con.execute("INSERT INTO sw_scope_contacts SELECT * FROM sw_scope_merged")
+        con.execute("INSERT INTO sw_scope_contacts BY NAME SELECT * FROM sw_scope_merged")
 
 
 def _read_state(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from transforms import raw_load
-from transforms.build import MART_TABLES, build_all
+from transforms.build import MART_TABLES, BuildError, build_all
 from transforms.catalog import default_catalog, default_channel_mapping
 
 
@@ -205,3 +205,16 @@ def test_a_newly_discovered_stage_property_turns_an_incremental_request_into_a_f
         "SELECT stage FROM staging.hubspot_lifecycle_stages WHERE stage = '1234567'"
     ).fetchall()
     assert stages == [("1234567",)]
+
+
+def test_a_contact_id_that_is_not_a_number_fails_the_build_with_one_message_and_writes_nothing(copy_con):
+    """Incremental scopes join on the integer of the HubSpot id; an id that is not a plain number (HubSpot
+    never sends one) stops the build with a message naming it, and the warehouse stays as it was."""
+    con = copy_con
+    before = content_hashes(con)
+    con.execute(
+        "UPDATE raw.hubspot_contacts SET id = 'c-' || id WHERE id = (SELECT min(id) FROM raw.hubspot_contacts)"
+    )
+    with pytest.raises(BuildError, match=r"HubSpot contact id 'c-\d+' is not a plain number"):
+        build_all(con, default_catalog(), default_channel_mapping())
+    assert content_hashes(con) == before

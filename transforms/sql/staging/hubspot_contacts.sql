@@ -3,6 +3,7 @@
 -- table: HubSpot contacts, one row per portal and contact (the newest stored version), properties parsed from JSON and typed. HubSpot timestamps are UTC instants (columns *_at_utc); *_date columns are the same instants as calendar dates in the GA4 property's reporting time zone. Includes archived contacts and merged-away records still stored; the marts exclude merged-away ones.
 -- column portal_id: HubSpot portal id.
 -- column contact_id: HubSpot record id.
+-- column contact_key: The contact id as an integer (HubSpot ids are numbers): the key incremental builds join on.
 -- column created_at_utc: Creation instant (createdate), UTC.
 -- column created_date: Creation date in the reporting time zone.
 -- column updated_at_utc: Last modification instant (lastmodifieddate), UTC.
@@ -39,6 +40,7 @@ parsed AS (
 SELECT
     x.portal_id,
     x.id AS contact_id,
+    sw_contact_key(x.id) AS contact_key,
     x.created_at_utc,
     sw_local_date(x.created_at_utc) AS created_date,
     x.updated_at_utc,

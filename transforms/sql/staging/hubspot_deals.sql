@@ -4,6 +4,7 @@
 -- column portal_id: HubSpot portal id.
 -- column deal_id: HubSpot deal id.
 -- column contact_id: First associated contact id (NULL if none).
+-- column contact_key: The associated contact id as an integer (see staging.hubspot_contacts.contact_key).
 -- column pipeline: Deal pipeline id.
 -- column deal_stage: Current deal stage id.
 -- column amount: Deal amount (portal currency).
@@ -27,6 +28,7 @@ SELECT
     d.portal_id,
     d.id AS deal_id,
     json_extract_string(d.contact_ids, '$[0]') AS contact_id,
+    sw_contact_key(json_extract_string(d.contact_ids, '$[0]')) AS contact_key,
     coalesce(nullif(d.p[1], ''), 'default') AS pipeline,
     d.p[2] AS deal_stage,
     TRY_CAST(d.p[3] AS DECIMAL(18, 2)) AS amount,

@@ -3,6 +3,7 @@
 -- table: Form conversion events per contact, from first_conversion_* and recent_conversion_* (HubSpot keeps only the first and the most recent one per contact): one row per contact and distinct conversion. Merged-away contacts are left out.
 -- column portal_id: HubSpot portal id.
 -- column contact_id: HubSpot contact id.
+-- column contact_key: The contact id as an integer (HubSpot ids are numbers): the key incremental builds join on.
 -- column form_name: HubSpot conversion event (form) name.
 -- column position: 'first' or 'recent': which of HubSpot's two conversion properties this row comes from.
 -- column converted_at_utc: Instant of the conversion, UTC.
@@ -12,15 +13,15 @@
 -- column is_archived: True if the contact is archived in HubSpot.
 WITH live AS (
     SELECT * FROM staging.hubspot_contacts AS c
-    WHERE sw_in_contacts(c.portal_id, c.contact_id) AND c.merged_into IS NULL
+    WHERE sw_in_contacts(c.portal_id, c.contact_key) AND c.merged_into IS NULL
       AND NOT EXISTS (SELECT 1 FROM staging.hubspot_merges AS m WHERE m.portal_id = c.portal_id AND m.merged_id = c.contact_id)
 )
-SELECT portal_id, contact_id, first_conversion_event_name AS form_name, 'first' AS position,
+SELECT portal_id, contact_id, contact_key, first_conversion_event_name AS form_name, 'first' AS position,
     first_conversion_at_utc AS converted_at_utc, sw_local_date(first_conversion_at_utc) AS converted_date,
     channel, country, is_archived
 FROM live WHERE first_conversion_event_name IS NOT NULL
 UNION ALL
-SELECT portal_id, contact_id, recent_conversion_event_name, 'recent', recent_conversion_at_utc,
+SELECT portal_id, contact_id, contact_key, recent_conversion_event_name, 'recent', recent_conversion_at_utc,
     sw_local_date(recent_conversion_at_utc), channel, country, is_archived
 FROM live
 WHERE recent_conversion_event_name IS NOT NULL
