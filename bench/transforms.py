@@ -15,6 +15,9 @@ import argparse
 import datetime as dt
 import gc
 import json
+import os
+import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -228,10 +231,23 @@ def aggregate_scan(con: duckdb.DuckDBPyConnection, text_columns: bool = False) -
         con.execute(f"SELECT count(*){sums} FROM raw.{table}").fetchall()
 
 
+def write_floor(con: duckdb.DuckDBPyConnection) -> float:
+    """Seconds to do nothing but write the finished marts again (CREATE TABLE AS SELECT * of each, in one
+    transaction, rolled back): a floor under any full build that materialises the analyst-facing tables
+    at their fixed grain, whatever it computes. Staging tables are not counted."""
+    from transforms.build import MART_TABLES
+
+    con.execute("BEGIN TRANSACTION")
+    t0 = time.perf_counter()
+    for table in MART_TABLES:
+        con.execute(f"CREATE TABLE main.floor_{table} AS SELECT * FROM marts.{table}")
+    seconds = time.perf_counter() - t0
+    con.execute("ROLLBACK")
+    return seconds
+
+
 def _measure(path: str, mode: str, last_day: str, memory_limit: str) -> dict[str, Any]:
     """Runs in a fresh process so its peak RSS is the build's alone (not the store's)."""
-    import statistics
-
     from transforms.build import build_all
     from transforms.catalog import default_catalog, default_channel_mapping
 
@@ -254,6 +270,7 @@ def _measure(path: str, mode: str, last_day: str, memory_limit: str) -> dict[str
         t0 = time.perf_counter()
         result = build_all(con, default_catalog(), default_channel_mapping())
         out["build_s"] = time.perf_counter() - t0
+        out["write_floor_s"] = write_floor(con)
     else:
         t0 = time.perf_counter()
         result = build_all(
@@ -292,8 +309,20 @@ def _measure_in_child(path: Path, mode: str, last_day: dt.date, memory_limit: st
     return dict(json.loads(line[len("RESULT") :]))
 
 
+def _fresh_copy(source: Path, target: Path) -> Path:
+    """A copy of a warehouse file, flushed to disk before it is timed: otherwise the build's first commit
+    (an fsync) would also pay for writing back the copy's hundreds of MB of dirty pages."""
+    shutil.copyfile(source, target)
+    os.sync()
+    return target
+
+
 def run(
-    results: dict[str, Any], preset: str = "large", workdir: str | None = None, memory_limit: str = "1500MB"
+    results: dict[str, Any],
+    preset: str = "large",
+    workdir: str | None = None,
+    memory_limit: str = "1500MB",
+    repeats: int = 3,
 ) -> None:
     """Full build vs one aggregate scan, peak RSS of the build process, incremental vs full.
 
@@ -302,7 +331,9 @@ def run(
     is the last GA4 day plus every HubSpot record modified since the last day began (an incremental
     sync's share: the day's new contacts and deals, the bulk-import block, the day's stage changes).
     The store holds only final states, so a record that existed before is re-delivered unchanged.
-    DuckDB runs with memory_limit=`memory_limit` (the setting the pipeline's DuckDB resource uses)."""
+    DuckDB runs with memory_limit=`memory_limit` (the setting the pipeline's DuckDB resource uses).
+    Each build runs `repeats` times, each in a fresh process on a fresh copy of the same file; the
+    figures are medians (this machine is shared and noisy)."""
     from connectors.sandbox.store import build_store
 
     cache_dir = Path("data/sandbox-cache") if preset == "large" else None
@@ -310,8 +341,8 @@ def run(
     last_day = store.end_date
     cutoff = store.end_instant_utc - dt.timedelta(days=1)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        path = Path(tmp) / "bench.duckdb"
-        con = duckdb.connect(str(path))
+        raw_path = Path(tmp) / "bench-raw.duckdb"
+        con = duckdb.connect(str(raw_path))
         t0 = time.perf_counter()
         load_raw_from_store(
             store,
@@ -333,32 +364,61 @@ def run(
         )
         gc.collect()
 
-        full = _measure_in_child(path, "full", last_day, memory_limit)
-        print(f"   full: {json.dumps(full)}", flush=True)
+        fulls = []
+        for attempt in range(repeats):
+            work = _fresh_copy(raw_path, Path(tmp) / f"bench-full-{attempt}.duckdb")
+            fulls.append(_measure_in_child(work, "full", last_day, memory_limit))
+            print(f"   full {attempt + 1}/{repeats}: {json.dumps(fulls[-1])}", flush=True)
+            if attempt:
+                work.unlink()  # the first one is kept: the incremental runs start from it
 
-        con = duckdb.connect(str(path))
+        # The new daily partition lands on the first fully built copy; every incremental run starts there.
+        built_path = Path(tmp) / "bench-full-0.duckdb"
+        con = duckdb.connect(str(built_path))
         load_raw_from_store(store, con, start_date=last_day, end_date=last_day, hubspot_modified_since=cutoff)
         con.execute("CHECKPOINT")
         con.close()
-        incremental = _measure_in_child(path, "incremental", last_day, memory_limit)
-        print(f"   incremental: {json.dumps(incremental)}", flush=True)
+        incrementals = []
+        for attempt in range(repeats):
+            work = _fresh_copy(built_path, Path(tmp) / "bench-incremental.duckdb")
+            incrementals.append(_measure_in_child(work, "incremental", last_day, memory_limit))
+            print(f"   incremental {attempt + 1}/{repeats}: {json.dumps(incrementals[-1])}", flush=True)
+            work.unlink()
 
-    results["transform_build_over_scan"] = {
-        "value": full["build_s"] / full["scan_s"],
-        "target": "<= 6",
-        "unit": "ratio",
+    def median(runs: list[dict[str, Any]], key: str) -> float:
+        return float(statistics.median(r[key] for r in runs))
+
+    full_s = median(fulls, "build_s")
+    scan_s = median(fulls, "scan_s")
+    results["transform_build_over_scan"] = {"value": full_s / scan_s, "target": "<= 6", "unit": "ratio"}
+    results["transform_peak_rss_mb"] = {
+        "value": max(r["peak_rss_mb"] for r in fulls),
+        "target": "<= 2000",
+        "unit": "MB (the highest of the full builds)",
     }
-    results["transform_peak_rss_mb"] = {"value": full["peak_rss_mb"], "target": "<= 2000", "unit": "MB"}
     results["transform_incremental_over_full"] = {
-        "value": incremental["build_s"] / full["build_s"],
+        "value": median(incrementals, "build_s") / full_s,
         "target": "<= 0.10",
-        "unit": "ratio",
+        "unit": f"ratio of medians ({repeats} runs each)",
     }
-    # Context, no target: the same build against a scan that also reads every text column (the JSON).
+    # Context, no target. The floor: only writing the finished marts again, at their fixed grain, already
+    # takes this many scans; no full build that materialises them can get below it.
+    results["transform_write_floor_over_scan"] = {
+        "value": median(fulls, "write_floor_s") / scan_s,
+        "target": None,
+        "unit": "ratio (CREATE TABLE AS SELECT * of every mart ÷ the scan)",
+    }
+    # The same build against a scan that also reads every text column (the HubSpot JSON).
     results["transform_build_over_text_scan"] = {
-        "value": full["build_s"] / full["text_scan_s"],
+        "value": full_s / median(fulls, "text_scan_s"),
         "target": None,
         "unit": "ratio",
+    }
+    results["transform_full_build_s"] = {"value": full_s, "target": None, "unit": "s (median)"}
+    results["transform_incremental_build_s"] = {
+        "value": median(incrementals, "build_s"),
+        "target": None,
+        "unit": "s (median)",
     }
 
 
