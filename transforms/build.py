@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -371,6 +371,7 @@ LOOKUP_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
             "lead_event_name": "GA4 lead event and unsettled-days setting of the build.",
             "contacts_watermark": "Newest raw.hubspot_contacts _loaded_at the build saw.",
             "deals_watermark": "Newest raw.hubspot_deals _loaded_at the build saw.",
+            "ga4_watermark": "Newest _loaded_at of the raw GA4 tables the build saw (dates='changed' rebuilds the dates loaded after it).",
         },
     ),
 }
@@ -814,26 +815,51 @@ def _extend_scope_with_merges(con: duckdb.DuckDBPyConnection) -> None:
 def _read_state(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     if not _exists(con, "staging", "build_state"):
         return None
-    rows = con.execute(
-        "SELECT config_fingerprint, contacts_watermark, deals_watermark FROM staging.build_state"
-    ).fetchall()
+    cursor = con.execute("SELECT * FROM staging.build_state")
+    rows = cursor.fetchall()
     if not rows:
         return None
-    fingerprint, contacts_watermark, deals_watermark = rows[0]
+    # Read by name: a state written before a column existed (ga4_watermark) still reads.
+    row = dict(zip([d[0] for d in cursor.description], rows[0], strict=True))
     return {
-        "config_fingerprint": fingerprint,
-        "contacts_watermark": contacts_watermark or dt.datetime(1970, 1, 1),
-        "deals_watermark": deals_watermark or dt.datetime(1970, 1, 1),
+        "config_fingerprint": row["config_fingerprint"],
+        "contacts_watermark": row["contacts_watermark"] or dt.datetime(1970, 1, 1),
+        "deals_watermark": row["deals_watermark"] or dt.datetime(1970, 1, 1),
+        "ga4_watermark": row.get("ga4_watermark"),
     }
+
+
+_GA4_RAW_TABLES = tuple(table for table in EXPECTED_RAW if table.startswith("ga4_"))
+_GA4_WATERMARK_SQL = (
+    "SELECT max(loaded_at) FROM ("
+    + " UNION ALL ".join(f"SELECT max(_loaded_at) AS loaded_at FROM raw.{table}" for table in _GA4_RAW_TABLES)
+    + ")"
+)
+
+
+def _changed_ga4_dates(con: duckdb.DuckDBPyConnection, watermark: dt.datetime) -> list[dt.date]:
+    """GA4 dates whose raw rows were (re)loaded since the last build, plus dates the staged web sessions
+    still hold but raw no longer does (a partition reloaded empty)."""
+    loaded = " UNION ".join(
+        f"SELECT date FROM raw.{table} WHERE _loaded_at > $watermark" for table in _GA4_RAW_TABLES
+    )
+    gone = "(SELECT date FROM staging.ga4_web_sessions EXCEPT SELECT date FROM raw.ga4_web_sessions)"
+    return [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT date FROM ({loaded} UNION {gone}) ORDER BY 1", {"watermark": watermark}
+        ).fetchall()
+    ]
 
 
 def _write_state(con: duckdb.DuckDBPyConnection, fingerprint: str, time_zone: str, lead_event: str) -> None:
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TABLE staging.build_state AS
         SELECT ?::VARCHAR AS config_fingerprint, ?::VARCHAR AS time_zone, ?::VARCHAR AS lead_event_name,
             (SELECT max(_loaded_at) FROM raw.hubspot_contacts) AS contacts_watermark,
-            (SELECT max(_loaded_at) FROM raw.hubspot_deals) AS deals_watermark
+            (SELECT max(_loaded_at) FROM raw.hubspot_deals) AS deals_watermark,
+            ({_GA4_WATERMARK_SQL}) AS ga4_watermark
         """,
         [fingerprint, time_zone, lead_event],
     )
@@ -845,13 +871,15 @@ def build_all(
     catalog: Catalog,
     channel_mapping: ChannelMapping,
     *,
-    dates: Iterable[dt.date | str] | None = None,
+    dates: Iterable[dt.date | str] | Literal["changed"] | None = None,
     time_zone: str | None = None,
     lead_event_name: str = "generate_lead",
     unsettled_days: int = 2,
     gate: stats.MinimumSample = DEFAULT_GATE,
 ) -> BuildResult:
-    """Build staging and marts from raw, fully (`dates=None`) or for the given partition dates.
+    """Build staging and marts from raw, fully (`dates=None`), for the given partition dates, or
+    (`dates="changed"`) for the GA4 dates loaded since the last build, which is what a scheduled run wants.
+    Every incremental request also takes the HubSpot records loaded since the last build.
 
     `catalog` and `channel_mapping` are validated objects (transforms.catalog.load_*). The reporting
     time zone is `time_zone` or the one recorded for the GA4 property (raw_load.record_ga4_property).
@@ -866,7 +894,13 @@ def build_all(
         )
     zone = _resolve_time_zone(con, time_zone)
     fingerprint = _config_fingerprint(catalog, channel_mapping, zone, f"{lead_event_name}|{unsettled_days}")
-    requested = None if dates is None else _dates_param(dates)
+    requested: list[dt.date] | Literal["changed"] | None
+    if dates is None or dates == "changed":
+        requested = dates
+    elif isinstance(dates, str):
+        raise BuildError(f"dates must be None, 'changed' or a list of dates, not {dates!r}")
+    else:
+        requested = _dates_param(dates)
 
     con.execute("BEGIN TRANSACTION")
     try:
@@ -883,7 +917,7 @@ def _build(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
     mapping: ChannelMapping,
-    requested: list[dt.date] | None,
+    requested: list[dt.date] | Literal["changed"] | None,
     zone: str,
     lead_event: str,
     fingerprint: str,
@@ -912,11 +946,17 @@ def _build(
             False,
             "catalog, mapping, time zone, model SQL or discovered stage properties changed since the last build",
         )
+    elif requested == "changed" and state is not None and state["ga4_watermark"] is None:
+        incremental, reason = False, "the last build recorded no GA4 load watermark"
+    if incremental and requested == "changed":
+        assert state is not None
+        requested = _changed_ga4_dates(con, state["ga4_watermark"])
+        reason = f"GA4 dates loaded since the last build: {len(requested)}"
     result = BuildResult(mode="incremental" if incremental else "full", reason=reason)
 
     _load_lookups(con, catalog, mapping)
     if incremental:
-        assert state is not None and requested is not None
+        assert state is not None and isinstance(requested, list)
         _prepare_incremental_scope(con, requested, state)  # the scope macros bind these TEMP tables
     con.execute(INCREMENTAL_SCOPE_SQL if incremental else FULL_SCOPE_SQL)
 
