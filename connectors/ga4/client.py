@@ -208,11 +208,14 @@ class _ReportLog:
 PARSE_BYTES_PER_VALUE = 450
 
 
-def page_limit(settings: Ga4Settings, spec: ReportSpec) -> int:
-    """Rows per page for a spec: ``page_size``, or fewer when a page would outgrow ``page_memory_mb``."""
+def page_limit(settings: Ga4Settings, spec: ReportSpec, *, dimensions: int | None = None) -> int:
+    """Rows per page for a spec: ``page_size``, or fewer when a page would outgrow ``page_memory_mb``.
+
+    ``dimensions``: the request asks for this many dimensions (and all the spec's metrics) instead
+    of the spec's own."""
     if settings.page_memory_mb is None:
         return settings.page_size
-    values_per_row = len(spec.dimensions) + len(spec.metrics)
+    values_per_row = (len(spec.dimensions) if dimensions is None else dimensions) + len(spec.metrics)
     by_memory = int(settings.page_memory_mb * 2**20 // (values_per_row * PARSE_BYTES_PER_VALUE))
     return min(settings.page_size, max(1_000, by_memory))
 
@@ -402,16 +405,14 @@ class Ga4Client:
         offset: int,
         limit: int,
         dimensions: Sequence[str] | None = None,
-        metrics: Sequence[str] | None = None,
     ) -> Any:
         from google.analytics.data_v1beta.types import RunReportRequest
 
         dims = list(dimensions if dimensions is not None else spec.dimensions)
-        mets = list(metrics if metrics is not None else spec.metrics)
         request = RunReportRequest(
             property=f"properties/{property_id}",
             dimensions=[{"name": d} for d in dims],
-            metrics=[{"name": m} for m in mets],
+            metrics=[{"name": m} for m in spec.metrics],
             date_ranges=[{"start_date": window.start.isoformat(), "end_date": window.end.isoformat()}],
             offset=offset,
             limit=limit,
@@ -483,19 +484,18 @@ class Ga4Client:
         used = [d for d in extra if d in spec.split_order()]
         if len(used) >= self.settings.max_split_dimensions:
             return None, []
+        # The listing asks for all the spec's metrics with its keep_empty_rows, as the report does:
+        # GA4 leaves out a row whose requested metrics are all zero, so a listing by one metric
+        # would miss a value whose rows carry only the others, and those rows would never be
+        # fetched. Its pages keep to the parse budget for that wider row (still page_size unless
+        # one day has tens of thousands of values).
+        limit = page_limit(self.settings, spec, dimensions=1)
         for split_dim in [d for d in spec.split_order() if d not in extra]:
             values: list[str] = []
             offset = 0
             while True:
                 request = self._request(
-                    property_id,
-                    spec,
-                    window,
-                    extra,
-                    offset,
-                    self.settings.page_size,
-                    dimensions=[split_dim],
-                    metrics=[spec.metrics[0]],
+                    property_id, spec, window, extra, offset, limit, dimensions=[split_dim]
                 )
                 response = self._run(property_id, spec.name, request, log)
                 if response.metadata.data_loss_from_other_row:

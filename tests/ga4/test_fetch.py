@@ -209,6 +209,63 @@ def test_what_cannot_be_split_stays_flagged(sandbox_server, settled_window, main
     assert client.request_log[-1]["data_loss_from_other_row"] is True
 
 
+PURCHASE_SEGMENTS = ("date", "sessionDefaultChannelGroup", "deviceCategory", "country", "newVsReturning")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        # A channel with no purchase that day has rows only through its sessions.
+        ReportSpec("purchases_first", PURCHASE_SEGMENTS, ("ecommercePurchases", "sessions")),
+        # Its rows are all zero and come only because the spec keeps empty rows.
+        ReportSpec("purchases_kept", PURCHASE_SEGMENTS, ("ecommercePurchases",), keep_empty_rows=True),
+    ],
+    ids=["first_metric_zero", "keep_empty_rows"],
+)
+def test_a_split_keeps_values_whose_first_metric_is_zero(
+    sandbox_server, settled_window, main_property, demo_store, spec
+):
+    cur = demo_store.cursor()
+    day, zero_channels = cur.execute(
+        "SELECT date, list(channel ORDER BY channel) FROM ("
+        "  SELECT date, channel FROM sessions WHERE date BETWEEN ? AND ?"
+        "  GROUP BY ALL HAVING sum(purchase) = 0"
+        ") GROUP BY date ORDER BY date LIMIT 1",
+        list(settled_window),
+    ).fetchall()[0]
+    segment = "channel, device_category, country, new_vs_returning"
+    truth = set(
+        cur.execute(
+            f"SELECT {segment}, sum(purchase), count(*) FROM sessions WHERE date = ? GROUP BY ALL",
+            [day],
+        ).fetchall()
+    )
+    channels, largest_channel = cur.execute(
+        f"SELECT count(*), max(n) FROM (SELECT channel, count(DISTINCT ({segment})) AS n "
+        "FROM sessions WHERE date = ? GROUP BY channel)",
+        [day],
+    ).fetchall()[0]
+    assert largest_channel < len(truth)
+    # The whole day folds into "(other)", each channel on its own does not: one split by channel.
+    main_property.other_row_cap = largest_channel
+    client = make_client(sandbox_server)
+    table = collect(client.fetch_report(MAIN, spec, day, day))
+    columns = ["session_default_channel_group", "device_category", "country", "new_vs_returning"]
+    columns += ["ecommerce_purchases", "sessions"] if "sessions" in spec.metrics else ["ecommerce_purchases"]
+    got = {tuple(row.values()) for row in table.select(columns).to_pylist()}
+    expected = {row if "sessions" in spec.metrics else row[:-1] for row in truth}
+    for channel in zero_channels:
+        channel_rows = {row for row in expected if row[0] == channel}
+        assert channel_rows and {row for row in got if row[0] == channel} == channel_rows, channel
+    assert table.num_rows == len(expected) and got == expected
+    assert not any(table["data_loss_from_other_row"].to_pylist())
+    entry = client.request_log[-1]
+    # The day, the one listing of channels, then one request per channel.
+    assert entry["splits"] == 1
+    assert entry["requests"] == 2 + channels == sandbox_server.counters()["route.ga4:runReport"]
+    assert entry["data_loss_from_other_row"] is False
+
+
 def test_sampled_ranges_are_split_until_unsampled(sandbox_server, settled_window, main_property, demo_store):
     main_property.sampling_over_days = 4
     client = make_client(sandbox_server)
@@ -274,7 +331,7 @@ def test_lead_forms_use_the_custom_dimension_and_filter(sandbox_server, settled_
     client = make_client(sandbox_server)
     table = collect(client.fetch_report(MAIN, SPECS["lead_forms"], *settled_window))
     assert set(table["event_name"].to_pylist()) == {"generate_lead"}
-    forms = {}
+    forms: dict[str, int] = {}
     for row in table.select(["custom_event_form_name", "event_count"]).to_pylist():
         forms[row["custom_event_form_name"]] = (
             forms.get(row["custom_event_form_name"], 0) + row["event_count"]
