@@ -77,9 +77,10 @@ def mart_names() -> list[str]:
 MART_KEYS = [dg.AssetKey(["marts", name]) for name in mart_names()]
 
 
-def build_models(con: duckdb.DuckDBPyConnection, dates: list[Any] | None = None) -> Any:
+def build_models(con: duckdb.DuckDBPyConnection, dates: list[Any] | str | None = None) -> Any:
     """Every staging table and mart in one transaction (transforms.build.build_all): readers of the
-    working file see the previous build or this one. `dates=None` is a full build."""
+    working file see the previous build or this one. `dates=None` is a full build; "changed" rebuilds
+    what was loaded since the last build."""
     from transforms.build import build_all
 
     catalog, mapping = load_model_config()

@@ -25,6 +25,7 @@ rebuild_models = dg.define_asset_job(
     name="rebuild_models",
     selection=dg.AssetSelection.groups("staging", "marts", "publish"),
     description="Rebuild staging and marts from what raw already holds (no API calls), then publish.",
+    config={"ops": {"warehouse_model": {"config": {"full_rebuild": True}}}},
 )
 
 

@@ -1,8 +1,10 @@
 """Staging and marts groups: one asset per table of the SQL model, checks beside them.
 
-Each asset rebuilds its whole table from the layer below (DuckDB does this in well under a second
-at daily-report sizes), so a backfill of any range ends with consistent marts. Lineage comes from
-the SQL files (see orchestration/model.py).
+One run builds every table in one transaction. By default the build is incremental: the GA4 dates
+and HubSpot records loaded since the last build are rebuilt, and a changed catalog, mapping, time
+zone or model SQL turns it into a full build by itself (transforms.build). `full_rebuild: true` in
+the run config (the `rebuild_models` job sets it) rebuilds everything. Lineage comes from the SQL
+files (see orchestration/model.py).
 """
 
 import datetime as dt
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from orchestration import model
 from orchestration.defs.ingest import INGEST_ASSETS
@@ -72,6 +75,13 @@ def model_spec(table: ModelTable) -> dg.AssetSpec:
     )
 
 
+class ModelBuildConfig(dg.Config):
+    full_rebuild: bool = Field(
+        default=False,
+        description="Rebuild every staging table and mart from raw, not only what was loaded since the last build.",
+    )
+
+
 @dg.multi_asset(
     name="warehouse_model",
     specs=[model_spec(t) for t in model.model_tables()],
@@ -84,6 +94,7 @@ def model_spec(table: ModelTable) -> dg.AssetSpec:
 )
 def warehouse_model(
     context: dg.AssetExecutionContext,
+    config: ModelBuildConfig,
     warehouse: WarehouseResource,
     ga4: Ga4Resource,
     hubspot: HubSpotResource,
@@ -93,7 +104,7 @@ def warehouse_model(
         context.log.warning("SANDBOX MODE: staging and marts are built from synthetic sandbox data")
     try:
         with warehouse.connect() as con:
-            result = model.build_models(con)
+            result = model.build_models(con, dates=None if config.full_rebuild else "changed")
             context.log.info(f"{result.mode} build ({result.reason}) in {sum(result.seconds.values()):.2f}s")
             metadata = {
                 t: table_metadata(

@@ -74,6 +74,8 @@ def test_materialisations_report_counts_schema_table_preview_and_source(defs: An
         if name.startswith("raw/ga4"):
             assert meta["quota_tokens_used"] >= 1, name
             assert "quota_tokens_remaining_day" in meta, name
+    # The first build of an empty warehouse is a full one.
+    assert mats["marts/funnel_daily"][-1]["build_mode"] == "full"
     # A single-run backfill records one materialisation per partition of each partitioned asset.
     assert len(mats["raw/ga4_web_sessions"]) == 10
     publish = mats["publish/analyst_duckdb"][-1]
@@ -156,9 +158,26 @@ def test_rerunning_partitions_leaves_every_table_identical(
 ) -> None:
     result = run_range(defs, instance, first, last)
     assert result.success
+    # The scheduled job's build is incremental (GA4 dates and HubSpot records loaded since the last build).
+    assert materialisations(result)["marts/funnel_daily"][-1]["build_mode"] == "incremental"
     after = hashes(stepwise_env.working)
     changed = sorted(
         t for t in set(after) | set(baseline.working_hashes) if after.get(t) != baseline.working_hashes.get(t)
     )
     assert not changed, changed
     assert hashes(stepwise_env.analyst) == baseline.working_hashes
+
+
+def test_rebuild_models_job_rebuilds_everything_and_changes_nothing(
+    stepwise_env: Any, defs: Any, instance: Any, baseline: Any, hashes: Any
+) -> None:
+    """The rebuild_models job (no API calls) runs a full build from raw; the tables come out the same."""
+    result = defs.resolve_job_def("rebuild_models").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    assert result.success
+    assert materialisations(result)["marts/funnel_daily"][-1]["build_mode"] == "full"
+    after = hashes(stepwise_env.working)
+    assert {t: h for t, h in after.items() if not t.startswith("raw.")} == {
+        t: h for t, h in baseline.working_hashes.items() if not t.startswith("raw.")
+    }
