@@ -128,6 +128,10 @@ def test_page_limit_is_250000_unless_a_page_would_outgrow_its_parse_budget():
     settings = Ga4Settings(property_ids=[MAIN], api_endpoint="http://127.0.0.1:9")
     assert page_limit(settings, narrow) == 250_000
     assert 50_000 < page_limit(settings, wide) < 250_000
+    # A split's value listing asks for one dimension and every metric: a narrower row, a longer page.
+    ten_metrics = ReportSpec("ten", ("date", "country"), tuple(f"customEvent:m{i}" for i in range(10)))
+    assert page_limit(settings, wide) < page_limit(settings, wide, dimensions=1)
+    assert page_limit(settings, ten_metrics, dimensions=1) > page_limit(settings, ten_metrics)
     settings.page_memory_mb = None
     assert page_limit(settings, wide) == 250_000
     settings.page_size = 500
