@@ -231,6 +231,23 @@ def aggregate_scan(con: duckdb.DuckDBPyConnection, text_columns: bool = False) -
         con.execute(f"SELECT count(*){sums} FROM raw.{table}").fetchall()
 
 
+def mart_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Per mart: row count and order-independent aggregates of every row's hash (as text for JSON)."""
+    from transforms.build import MART_TABLES
+
+    out = {}
+    for table in MART_TABLES:
+        if table == "data_quality":  # the request log: per run by design
+            continue
+        columns = [r[0] for r in con.execute(f"DESCRIBE marts.{table}").fetchall()]
+        row_hash = "hash(" + ", ".join(f'"{c}"' for c in columns) + ")"
+        counts = con.execute(
+            f"SELECT count(*), sum({row_hash}::HUGEINT), bit_xor({row_hash}) FROM marts.{table}"
+        ).fetchall()[0]
+        out[table] = "/".join(str(v) for v in counts)
+    return out
+
+
 def write_floor(con: duckdb.DuckDBPyConnection) -> float:
     """Seconds to do nothing but write the finished marts again (CREATE TABLE AS SELECT * of each, in one
     transaction, rolled back): a floor under any full build that materialises the analyst-facing tables
@@ -271,6 +288,11 @@ def _measure(path: str, mode: str, last_day: str, memory_limit: str) -> dict[str
         result = build_all(con, default_catalog(), default_channel_mapping())
         out["build_s"] = time.perf_counter() - t0
         out["write_floor_s"] = write_floor(con)
+    elif mode == "rebuild":  # the reference the incremental result is compared with
+        t0 = time.perf_counter()
+        result = build_all(con, default_catalog(), default_channel_mapping())
+        out["build_s"] = time.perf_counter() - t0
+        out["mart_hashes"] = mart_hashes(con)
     else:
         t0 = time.perf_counter()
         result = build_all(
@@ -279,6 +301,7 @@ def _measure(path: str, mode: str, last_day: str, memory_limit: str) -> dict[str
         out["build_s"] = time.perf_counter() - t0
         out["dates_rebuilt"] = len(result.dates)
         out["contacts_restaged"] = result.contacts
+        out["mart_hashes"] = mart_hashes(con)
     out["mode"] = result.mode
     out["slowest"] = sorted(result.seconds.items(), key=lambda kv: -kv[1])[:6]
     con.close()
@@ -382,8 +405,17 @@ def run(
         for attempt in range(repeats):
             work = _fresh_copy(built_path, Path(tmp) / "bench-incremental.duckdb")
             incrementals.append(_measure_in_child(work, "incremental", last_day, memory_limit))
+            hashes = incrementals[-1].pop("mart_hashes")
             print(f"   incremental {attempt + 1}/{repeats}: {json.dumps(incrementals[-1])}", flush=True)
             work.unlink()
+        # What the incremental build did must be what a full build of the same raw data gives.
+        reference = _measure_in_child(
+            _fresh_copy(built_path, Path(tmp) / "bench-rebuild.duckdb"), "rebuild", last_day, memory_limit
+        )
+        differing = sorted(
+            t for t in reference["mart_hashes"] if reference["mart_hashes"][t] != hashes.get(t)
+        )
+        print(f"   incremental marts equal a full rebuild's: {not differing} {differing or ''}", flush=True)
 
     def median(runs: list[dict[str, Any]], key: str) -> float:
         return float(statistics.median(r[key] for r in runs))
@@ -413,6 +445,11 @@ def run(
         "value": full_s / median(fulls, "text_scan_s"),
         "target": None,
         "unit": "ratio",
+    }
+    results["transform_incremental_marts_differing"] = {
+        "value": len(differing),
+        "target": "<= 0",
+        "unit": "marts whose content differs from a full rebuild of the same raw data",
     }
     results["transform_full_build_s"] = {"value": full_s, "target": None, "unit": "s (median)"}
     results["transform_incremental_build_s"] = {
