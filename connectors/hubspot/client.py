@@ -3,11 +3,13 @@
 - First loads page the list endpoints (100 a page, ``after`` cursor).
 - Incremental loads search on the last-modified property in a window ``[since, until)``, 200 a page,
   sorted ascending. A window whose ``total`` passes the search cap (10,000) is halved until each part
-  fits; a single millisecond holding more than the cap (bulk imports) falls back to a list scan that
-  keeps the records of that instant. ``until`` defaults to the run's start and is never passed, so the
-  next run's ``since`` = this run's ``until`` leaves no gap. If a window's ``total`` shrinks while it is
-  paged (a record was modified meanwhile and left it, shifting the offsets), the window is read again;
-  ids already yielded in the run are not yielded twice.
+  fits. A single millisecond cannot be halved and may hold more than the cap (bulk imports): it is read
+  by id keyset, ``hs_object_id GT <largest id read>`` sorted by ``hs_object_id``, each query paged up to
+  the cap and the next one starting past the largest id it read, until a query holds no more than the
+  cap. ``until`` defaults to the run's start and is never passed, so the next run's ``since`` = this
+  run's ``until`` leaves no gap. If a window's ``total`` shrinks while it is paged (a record was modified
+  meanwhile and left it, shifting the offsets), the window is read again (a one-millisecond window only
+  past the largest id read before the shift); ids already yielded in the run are not yielded twice.
 - The archived pass lists ``archived=true``; merged records come out as rows of their own id with
   ``merged_into`` = the survivor (from the survivor's ``hs_merged_object_ids``).
 - Every call goes through one process-wide limiter per portal and token (``ratelimit.shared_limiter``)
@@ -119,13 +121,6 @@ def _iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _parse_ms(text: str | None) -> int | None:
-    if not text:
-        return None
-    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return to_ms(parsed)
-
-
 @dataclass
 class RequestLog:
     """One entry of ``raw.request_log`` (CONTRACTS §4) being filled."""
@@ -147,7 +142,9 @@ class RequestLog:
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     finished_at: dt.datetime | None = None
     error: str | None = None
-    list_fallbacks: int = 0
+    # Not columns of CONTRACTS §4: ``raw_load`` keeps them in ``raw.request_log.extra``.
+    crowded_instants: int = 0  # one-millisecond windows holding more than the search cap
+    keyset_restarts: int = 0  # queries of such a window restarted past the largest id read
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +171,8 @@ class RequestLog:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "error": self.error,
+            "crowded_instants": self.crowded_instants,
+            "keyset_restarts": self.keyset_restarts,
         }
 
 
@@ -331,7 +330,6 @@ class HubSpotClient:
         props: list[str],
         archived: bool,
         entry: RequestLog,
-        keep: Callable[[dict[str, Any]], bool] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         api = self._api(object_type, "basic_api")
         url_props, body_props = self._split_for_url(object_type, props)
@@ -351,8 +349,6 @@ class HubSpotClient:
             records = data.get("results") or []
             if body_props and records:
                 self._complete_properties(object_type, records, body_props, archived, entry)
-            if keep is not None:
-                records = [r for r in records if keep(r)]
             entry.pages += 1
             yield records
             after = ((data.get("paging") or {}).get("next") or {}).get("after")
@@ -368,68 +364,67 @@ class HubSpotClient:
             lo, hi = windows.pop(0)
             if lo >= hi:
                 continue
+            if hi - lo == 1:
+                yield from self._scan_instant(object_type, props, lo, entry, seen)
+                continue
             outcome = yield from self._scan_window(object_type, props, lo, hi, entry, seen)
             if outcome == "split":
                 mid = lo + (hi - lo) // 2
                 entry.splits += 1
                 windows[0:0] = [(lo, mid), (mid, hi)]
-            elif outcome == "instant":
-                entry.list_fallbacks += 1
-                lmd = LAST_MODIFIED[object_type]
 
-                def in_instant(record: dict[str, Any], lo: int = lo, hi: int = hi, lmd: str = lmd) -> bool:
-                    ms = _parse_ms((record.get("properties") or {}).get(lmd))
-                    return ms is not None and lo <= ms < hi
+    @staticmethod
+    def _search_body(
+        props: list[str], filters: list[dict[str, str]], sort: str, offset: int, limit: int
+    ) -> dict[str, Any]:
+        return {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+            "properties": props,
+            "limit": limit,
+            "after": str(offset),
+        }
 
-                for page in self._list_pages(object_type, props, False, entry, keep=in_instant):
-                    fresh = [r for r in page if r["id"] not in seen]
-                    seen.update(r["id"] for r in fresh)
-                    yield fresh
+    def _fresh(
+        self, object_type: str, records: list[dict[str, Any]], entry: RequestLog, seen: set[str]
+    ) -> list[dict[str, Any]]:
+        """The page's records not yielded before in this run (deals with their contacts attached)."""
+        if object_type == "deals" and records:
+            self._attach_contacts(records, entry)
+        fresh = [r for r in records if r["id"] not in seen]
+        seen.update(r["id"] for r in fresh)
+        entry.pages += 1
+        return fresh
 
     def _scan_window(
         self, object_type: str, props: list[str], lo: int, hi: int, entry: RequestLog, seen: set[str]
     ) -> Generator[list[dict[str, Any]], None, str]:
-        """Yields the window's pages; returns "done", "split" (too many for one query) or "instant"."""
+        """Yields the pages of ``[lo, hi)`` (wider than 1 ms); returns "done" or "split" (past the cap)."""
         api = self._api(object_type, "search_api")
         lmd = LAST_MODIFIED[object_type]
         cap = self.settings.search_result_cap
         size = self.settings.search_page_size
+        filters = [
+            {"propertyName": lmd, "operator": "GTE", "value": str(lo)},
+            {"propertyName": lmd, "operator": "LT", "value": str(hi)},
+        ]
         for _attempt in range(5):
             offset = 0
             first_total: int | None = None
             restarted = False
             while True:
-                body: dict[str, Any] = {
-                    "filterGroups": [
-                        {
-                            "filters": [
-                                {"propertyName": lmd, "operator": "GTE", "value": str(lo)},
-                                {"propertyName": lmd, "operator": "LT", "value": str(hi)},
-                            ]
-                        }
-                    ],
-                    "sorts": [{"propertyName": lmd, "direction": "ASCENDING"}],
-                    "properties": props,
-                    "limit": size,
-                    "after": str(offset),
-                }
+                body = self._search_body(props, filters, lmd, offset, size)
                 data = self._call(entry, SEARCH, api.do_search, public_object_search_request=body)
                 total = int(data.get("total") or 0)
                 if first_total is None:
                     first_total = total
                     if total > cap:
-                        return "instant" if hi - lo <= 1 else "split"
+                        return "split"
                 elif total < first_total:
                     # Something left the window while we paged: offsets shifted, read it again.
                     restarted = True
                     break
-                records = data.get("results") or []
-                if object_type == "deals" and records:
-                    self._attach_contacts(records, entry)
-                fresh = [r for r in records if r["id"] not in seen]
-                seen.update(r["id"] for r in fresh)
-                entry.pages += 1
-                yield fresh
+                yield self._fresh(object_type, data.get("results") or [], entry, seen)
                 after = ((data.get("paging") or {}).get("next") or {}).get("after")
                 if not after:
                     break
@@ -441,6 +436,75 @@ class HubSpotClient:
         raise HubSpotFetchError(
             f"HubSpot {object_type} window {_iso(lo)}..{_iso(hi)} kept changing while it was read (5 tries)"
         )
+
+    def _scan_instant(
+        self, object_type: str, props: list[str], at: int, entry: RequestLog, seen: set[str]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yields the pages of the one-millisecond window ``[at, at + 1)`` in id order.
+
+        Such a window cannot be halved and may hold more than the cap (a bulk import stamps all its
+        records with one instant). Each query adds ``hs_object_id GT <largest id read>`` and sorts by
+        ``hs_object_id``: it is paged up to the cap, then the next query starts past the largest id it
+        read, until one query holds no more than the cap and is read to its end. A ``total`` that
+        shrinks mid-query means records left the window and shifted the offsets: the next query starts
+        past the largest id of the pages read before the shift, so nothing behind it is skipped.
+        """
+        api = self._api(object_type, "search_api")
+        lmd = LAST_MODIFIED[object_type]
+        cap = self.settings.search_result_cap
+        size = self.settings.search_page_size
+        window = [
+            {"propertyName": lmd, "operator": "GTE", "value": str(at)},
+            {"propertyName": lmd, "operator": "LT", "value": str(at + 1)},
+        ]
+        past_id: int | None = None  # every record of the window up to this id has been yielded
+        crowded = False
+        stalls = 0
+        while True:
+            filters = list(window)
+            if past_id is not None:
+                filters.append({"propertyName": "hs_object_id", "operator": "GT", "value": str(past_id)})
+            offset = 0
+            first_total: int | None = None
+            read_up_to = past_id
+            finished = False
+            while offset < cap:
+                # The last page of a query never reaches past the cap, whatever the page size.
+                limit = min(size, cap - offset)
+                body = self._search_body(props, filters, "hs_object_id", offset, limit)
+                data = self._call(entry, SEARCH, api.do_search, public_object_search_request=body)
+                total = int(data.get("total") or 0)
+                if first_total is None:
+                    first_total = total
+                    if total > cap and not crowded:
+                        crowded = True
+                        entry.crowded_instants += 1
+                elif total < first_total:
+                    break  # offsets shifted: restart past read_up_to
+                records = data.get("results") or []
+                yield self._fresh(object_type, records, entry, seen)
+                if records:
+                    largest = max(int(r["id"]) for r in records)
+                    read_up_to = largest if read_up_to is None else max(read_up_to, largest)
+                after = ((data.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    # The whole result set was read only if it fitted under the cap.
+                    finished = first_total <= cap
+                    break
+                offset = int(after)
+            if finished:
+                return
+            if read_up_to == past_id:
+                stalls += 1
+                if stalls >= 5:
+                    raise HubSpotFetchError(
+                        f"HubSpot {object_type} instant {_iso(at)} kept changing while it was read "
+                        f"(5 queries past id {past_id} made no progress)"
+                    )
+            else:
+                stalls = 0
+            past_id = read_up_to
+            entry.keyset_restarts += 1
 
     def _complete_properties(
         self,

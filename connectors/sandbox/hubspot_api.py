@@ -8,7 +8,8 @@ host=server.base_url)`` reaches them exactly as it reaches api.hubapi.com. What 
   ``properties``, ``propertiesWithHistory``, ``associations``, ``archived``;
 - search (``POST .../search``): filterGroups (EQ/NEQ/LT/LTE/GT/GTE/BETWEEN/IN/NOT_IN/HAS_PROPERTY/
   NOT_HAS_PROPERTY), one sort, ``limit`` <= 200, ``after`` as an offset, ``total``, and a 400 once a
-  query pages past 10,000 results;
+  query pages past 10,000 results; ``hs_object_id`` filters and sorts as a number, so a client can page
+  past the cap by keyset (``hs_object_id GT <largest id read>``, sorted by ``hs_object_id``);
 - batch read (``POST .../batch/read``), merged ids resolving to their survivor;
 - properties (``GET /crm/v3/properties/{type}``), stage-entry properties derived from the store's
   lifecycle stages, and pipelines (``GET /crm/v3/pipelines/{deals|contacts}``);

@@ -111,11 +111,16 @@ def test_incremental_after_touch_returns_exactly_the_changed_contacts(hs, hs_sto
         assert json.loads(merged[cid]["properties"])["lifecyclestage"] == truth[cid]
 
 
-def test_incremental_split_past_search_cap_with_10500_records_at_one_instant(hs):
-    store = build_store(
+def _bulk_import_store():
+    """20 days of contacts and a bulk import stamping 10,500 of them with one millisecond."""
+    return build_store(
         "demo", seed=7, end_date=END_DATE, days=20, lead_rate=0.45, bulk_import_contacts=10_500
     )
-    instant, at_instant = (
+
+
+def _crowded_instant(store) -> tuple[dt.datetime, list[int]]:
+    """The bulk import's instant (naive UTC) and its live contact ids, ascending."""
+    instant, n = (
         store.cursor()
         .execute(
             "SELECT lastmodifieddate, count(*) FROM contacts WHERE NOT archived AND merged_into IS NULL "
@@ -123,7 +128,24 @@ def test_incremental_split_past_search_cap_with_10500_records_at_one_instant(hs)
         )
         .fetchall()[0]
     )
-    assert at_instant == 10_500
+    ids = [
+        r[0]
+        for r in store.cursor()
+        .execute(
+            "SELECT id FROM contacts WHERE NOT archived AND merged_into IS NULL AND lastmodifieddate = ? "
+            "ORDER BY id",
+            [instant],
+        )
+        .fetchall()
+    ]
+    assert n == len(ids) == 10_500
+    return instant, ids
+
+
+def test_incremental_split_past_search_cap_with_10500_records_at_one_instant(hs):
+    store = _bulk_import_store()
+    _, at_instant = _crowded_instant(store)
+    live = hs.live_ids(store)
     since = dt.datetime.combine(store.start_date - dt.timedelta(days=1), dt.time(), dt.UTC)
     with hs.serve(store) as server:
         client = hs.make_client(server)
@@ -131,11 +153,73 @@ def test_incremental_split_past_search_cap_with_10500_records_at_one_instant(hs)
         counters = server.counters()
     ids = [r["id"] for r in rows if r["merged_into"] is None]
     assert len(ids) == len(set(ids)), "duplicates"
-    assert set(ids) == hs.live_ids(store), "gap"
+    assert set(ids) == live, "gap"
     entry = client.request_log[-1]
     assert entry["splits"] >= 10  # halved from the whole window down to one millisecond
-    assert counters.get("route.hubspot:list", 0) >= 105  # the instant was read by a list scan
     assert counters.get("hubspot.status.400", 0) == 0  # never paged into the cap's 400
+    # The instant was read by id keyset in search, not by listing every contact of the portal.
+    assert counters.get("route.hubspot:list", 0) == 0
+    assert entry["crowded_instants"] == 1
+    assert entry["keyset_restarts"] == 1  # 10,000 ids, then the 500 past the largest of them
+    # Pages of 200 for every record, plus per split one probe that found too many and one partial last
+    # page, plus the keyset's second query: 153 here. The list scan this replaces cost 270 (176 lists).
+    bound = (
+        -(-len(at_instant) // 200) + 1 + -(-(len(live) - len(at_instant)) // 200) + 2 * entry["splits"] + 1
+    )
+    assert entry["requests"] <= bound
+    assert entry["requests"] == counters["route.hubspot:search"]
+
+
+def test_crowded_instant_read_while_its_records_are_modified(hs):
+    # Records that leave the instant mid-read (modified, so stamped later) shift the offsets of the
+    # query being paged: the read must restart behind them, not skip the records that moved up.
+    store = _bulk_import_store()
+    instant, at_instant = _crowded_instant(store)
+    since = (instant - dt.timedelta(hours=1)).replace(tzinfo=dt.UTC)
+    until = (instant + dt.timedelta(hours=1)).replace(tzinfo=dt.UTC)
+    later = instant + dt.timedelta(hours=2)
+    moved_unread = at_instant[6_000:6_100] + at_instant[10_200:10_300]
+    moved_read: list[int] = []
+    with hs.serve(store) as server:
+        client = hs.make_client(server, prefetch_pages=0)  # one request per batch asked for
+        first: list[dict] = []
+        for batch in client.extract("contacts", since=since, until=until):
+            rows = batch.to_pylist()
+            first.extend(rows)
+            if not moved_read and any(r["updated_at"].replace(tzinfo=None) == instant for r in rows):
+                # The first page of the instant is read (the 200 lowest ids): move half of it and
+                # 200 records not read yet.
+                read = sorted(int(r["id"]) for r in rows if r["merged_into"] is None)
+                assert read == at_instant[:200]
+                moved_read = read[::2]
+                store.cursor().execute(
+                    "UPDATE contacts SET lastmodifieddate = ? WHERE id IN (SELECT unnest(?))",
+                    [later, moved_read + moved_unread],
+                )
+        entry = client.request_log[-1]
+        second = hs.collect(client.extract("contacts", since=until))
+        counters = server.counters()
+    assert moved_read
+    ids = [r["id"] for r in first if r["merged_into"] is None]
+    assert len(ids) == len(set(ids)), "duplicates"
+    in_window = {
+        str(r[0])
+        for r in store.cursor()
+        .execute(
+            "SELECT id FROM contacts WHERE NOT archived AND merged_into IS NULL "
+            "AND lastmodifieddate >= ? AND lastmodifieddate < ?",
+            [since.replace(tzinfo=None), until.replace(tzinfo=None)],
+        )
+        .fetchall()
+    }
+    assert len(in_window) > 10_000
+    assert in_window <= set(ids), "gap: a record still in the window was skipped"
+    # What was read before it moved stays read; what moved before it was read is the next run's.
+    assert set(ids) - in_window == {str(i) for i in moved_read}
+    assert {str(i) for i in moved_read + moved_unread} <= {r["id"] for r in second}
+    assert counters.get("hubspot.status.400", 0) == 0
+    # One restart behind the shifted offsets, one past the cap (10,100 records remained past it).
+    assert entry["crowded_instants"] == 1 and entry["keyset_restarts"] == 2
 
 
 def test_archived_pass_marks_deleted(hs, shared_hs_store):

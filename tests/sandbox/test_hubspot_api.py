@@ -206,6 +206,71 @@ def test_search_eq_on_bulk_import_instant(sandbox_server, demo_store):
     assert res.total == n >= demo_store.preset.bulk_import_contacts
 
 
+def test_search_keyset_on_hs_object_id_reads_a_crowded_instant_past_the_cap(sandbox_server, demo_store):
+    # The way past the result cap: filter hs_object_id GT the largest id read, sorted by hs_object_id.
+    cfg = sandbox_server.config.hubspot
+    cfg.search_result_cap = 500  # below the bulk import's 2,000 records at one instant
+    cfg.search_per_second = 1_000
+    api = sdk(sandbox_server).crm.contacts.search_api
+    instant = rows(
+        demo_store,
+        "SELECT lastmodifieddate FROM contacts WHERE NOT archived AND merged_into IS NULL "
+        "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    )[0][0]
+    truth = [
+        r[0]
+        for r in rows(
+            demo_store,
+            "SELECT id FROM contacts WHERE NOT archived AND merged_into IS NULL AND lastmodifieddate = ? "
+            "ORDER BY id",
+            [instant],
+        )
+    ]
+    assert len(truth) == demo_store.preset.bulk_import_contacts > 3 * cfg.search_result_cap
+
+    def body(after_id: int | None, offset: int, limit: int, direction: str = "ASCENDING") -> dict:
+        filters = [{"propertyName": "lastmodifieddate", "operator": "EQ", "value": iso(instant)}]
+        if after_id is not None:
+            filters.append({"propertyName": "hs_object_id", "operator": "GT", "value": str(after_id)})
+        return {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": "hs_object_id", "direction": direction}],
+            "properties": ["lastmodifieddate"],
+            "limit": limit,
+            "after": str(offset),
+        }
+
+    got: list[int] = []
+    totals: list[int] = []
+    after_id: int | None = None
+    while True:
+        offset = 0
+        while offset < cfg.search_result_cap:
+            res = api.do_search(
+                public_object_search_request=body(after_id, offset, min(200, cfg.search_result_cap - offset))
+            )
+            if offset == 0:
+                totals.append(res.total)
+            ids = [int(r.id) for r in res.results]
+            assert ids == sorted(ids) and all(after_id is None or i > after_id for i in ids)
+            assert all(r.properties["hs_object_id"] == r.id for r in res.results)
+            got += ids
+            if res.paging is None:
+                break
+            offset = int(res.paging.next.after)
+        if totals[-1] <= cfg.search_result_cap:
+            break
+        after_id = got[-1]
+    assert got == truth  # every record of the instant once, in id order
+    # Each query's total counts only the ids past the filter: 2,000, 1,500, 1,000 then 500.
+    assert totals == [len(truth) - k * cfg.search_result_cap for k in range(len(totals))]
+
+    # DESCENDING turns the order over; GT is strict.
+    res = api.do_search(public_object_search_request=body(truth[10], 0, 5, "DESCENDING"))
+    assert res.total == len(truth) - 11
+    assert [int(r.id) for r in res.results] == truth[::-1][:5]
+
+
 def test_batch_read_resolves_merged_ids_and_reports_missing(sandbox_server, demo_store):
     loser, survivor = rows(
         demo_store, "SELECT id, merged_into FROM contacts WHERE merged_into IS NOT NULL LIMIT 1"
