@@ -14,10 +14,12 @@ It binds 127.0.0.1 only. Use it in-process::
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import random
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -379,6 +381,43 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 128
     sandbox: SandboxServer
 
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._connections_lock = threading.Lock()
+        self._connections: set[Any] = set()
+        self._workers: set[threading.Thread] = set()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Tracked, so that stop() can end kept-alive connections and wait for their threads: a handler
+        # thread still alive at interpreter exit dies inside DuckDB (its thread-local cursor) and aborts
+        # the process ("FATAL: exception not rethrown").
+        worker = threading.Thread(
+            target=self._serve_connection, args=(request, client_address), daemon=True, name="sandbox-request"
+        )
+        with self._connections_lock:
+            self._connections.add(request)
+            self._workers.add(worker)
+        worker.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(request)
+                self._workers.discard(threading.current_thread())
+
+    def end_connections(self, timeout: float) -> None:
+        """Close every open client connection and wait (up to `timeout` s) for the handler threads."""
+        with self._connections_lock:
+            connections, workers = list(self._connections), list(self._workers)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the client
+                connection.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+
 
 class SandboxServer:
     """Serves the fake GA4 and HubSpot APIs over one store, on 127.0.0.1.
@@ -450,9 +489,10 @@ class SandboxServer:
 
     def stop(self) -> None:
         self._httpd.shutdown()
-        self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._httpd.end_connections(timeout=5)
+        self._httpd.server_close()
 
     def __enter__(self) -> SandboxServer:
         return self.start()

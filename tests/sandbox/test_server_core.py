@@ -133,3 +133,33 @@ def test_cli_serves_and_stops_on_sigterm():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_stop_ends_kept_alive_connections_and_their_threads():
+    """An SDK keeps its HTTP connections open; stop() closes them and waits for their handler threads, so
+    none is left to die inside DuckDB at interpreter exit (which aborted processes that had used the
+    sandbox: "FATAL: exception not rethrown", exit 134)."""
+    import threading
+
+    def handler_threads():
+        return [
+            t
+            for t in threading.enumerate()
+            if t.is_alive() and ("process_request" in t.name or t.name == "sandbox-request")
+        ]
+
+    server = SandboxServer(store=None, apis=())
+    server.routes.append(Route("ga4", "GET", r"/echo/(?P<id>\d+)", _echo, name="echo"))
+    kept_alive = []
+    with server:
+        for i in range(3):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            conn.request("GET", f"/echo/{i}")
+            assert conn.getresponse().read()  # the connection stays open (HTTP/1.1 keep-alive)
+            kept_alive.append(conn)
+        assert len(handler_threads()) == 3
+    try:
+        assert handler_threads() == []
+    finally:
+        for conn in kept_alive:
+            conn.close()
