@@ -781,7 +781,7 @@ def _refresh_touched_contacts(con: duckdb.DuckDBPyConnection) -> None:
 
 def _extend_scope_with_merges(con: duckdb.DuckDBPyConnection) -> None:
     """Contacts newly listed as merged into a re-staged survivor leave the marts: scope them too
-    (their current rows go into the 'before' snapshot first)."""
+    (their stage, form and facts rows are captured as they are re-staged)."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE sw_scope_merged AS
