@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestration.exports.report import ExportResult
+from orchestration.exports.safe_text import slack_escape, slack_link, slack_text
 
 log = logging.getLogger("stepwise.exports.delivery")
 
@@ -409,24 +410,27 @@ def send_email(
 
 
 def slack_payload(result: ExportResult, report_location: str) -> dict[str, Any]:
+    """The webhook body. Every text that Slack parses (`text`, `mrkdwn`) is escaped; text that comes
+    from data (findings name campaigns, pages, sources) is also defanged, so the only link in the
+    message is the report link made here and nobody is mentioned."""
     lines = headline_lines(result)
     title = f"Conversion summary · {result.period.title}" + (" · sandbox data" if result.sandbox else "")
-    fallback = (
+    fallback = slack_escape(
         f"Stepwise conversion summary {result.period_label}: "
         + ", ".join(f"{label} {value} ({change})" for label, value, change in lines)
         + f". Report: {report_location}"
     )
     link = (
-        f"<{report_location}|Open the full report>"
+        slack_link(report_location, "Open the full report")
         if report_location.startswith(("http://", "https://"))
-        else f"Report: `{report_location}`"
+        else "Report: `" + slack_escape(report_location.replace("`", "'")) + "`"
     )
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": f"*{label}*\n{value}  _{change}_"}
+                {"type": "mrkdwn", "text": slack_escape(f"*{label}*\n{value}  _{change}_")}
                 for label, value, change in lines
             ],
         },
@@ -436,14 +440,26 @@ def slack_payload(result: ExportResult, report_location: str) -> dict[str, Any]:
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": "\n".join(f"• {f}" for f in findings)[:2900]},
+                "text": {
+                    "type": "mrkdwn",
+                    "text": _clip("\n".join(f"• {slack_text(f)}" for f in findings), 2900),
+                },
             }
         )
-    context = [{"type": "mrkdwn", "text": f"{link} · {result.period_label} · data: {result.data_source}"}]
+    context = [
+        {
+            "type": "mrkdwn",
+            "text": f"{link} · {slack_escape(result.period_label)} · data: {slack_escape(result.data_source)}",
+        }
+    ]
     blocks.append({"type": "context", "elements": context})
     return {
-        "text": fallback[:3000],
+        "text": _clip(fallback, 3000),
         "blocks": blocks,
+        # Slack would otherwise preview a link from the message; the only link is ours, but no preview
+        # of anything is wanted in a team channel.
+        "unfurl_links": False,
+        "unfurl_media": False,
         "stepwise": {  # ignored by Slack; lets a receiving bot or a test read plain numbers
             "period": result.period_label,
             "report": report_location,
@@ -451,6 +467,17 @@ def slack_payload(result: ExportResult, report_location: str) -> dict[str, Any]:
             "headline": {k: result.headline.get(k) for k, _, _ in HEADLINE_FIELDS},
         },
     }
+
+
+def _clip(text: str, limit: int) -> str:
+    """Cut escaped text without leaving half an entity (`&am`) at the end."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut
 
 
 def post_slack(

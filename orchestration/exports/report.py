@@ -27,7 +27,7 @@ import duckdb
 import jinja2
 import pyarrow.parquet as pq
 
-from orchestration.exports import charts
+from orchestration.exports import charts, csv_safe
 from transforms.build import MART_TABLES
 
 # The analyst-facing marts, as the transforms build them.
@@ -1245,13 +1245,12 @@ def _copy_mart(
             where, params = f"WHERE {filt[0]}", {"window_start": ws, "window_end": we}
     order = ", ".join(_ident(c) for c in cols[:4])
     query = f"SELECT {', '.join(_ident(c) for c in cols)} FROM marts.{_ident(table)} {where} ORDER BY {order}"
-    written = []
-    for ext, options in (("csv", "FORMAT csv, HEADER"), ("parquet", "FORMAT parquet, COMPRESSION zstd")):
-        path = out_dir / f"{table}.{ext}"
-        literal = str(path).replace("'", "''")
-        con.execute(f"COPY ({query}) TO '{literal}' ({options})", params)
-        written.append(path)
-    return written
+    # CSV text cells are made formula-safe (csv_safe); Parquet keeps the marts' values as they are.
+    csv_path = csv_safe.write_csv(con, query, params, out_dir / f"{table}.csv", cols, all_cols)
+    parquet_path = out_dir / f"{table}.parquet"
+    literal = str(parquet_path).replace("'", "''")
+    con.execute(f"COPY ({query}) TO '{literal}' (FORMAT parquet, COMPRESSION zstd)", params)
+    return [csv_path, parquet_path]
 
 
 def _text_of(path: Path) -> Iterable[str]:

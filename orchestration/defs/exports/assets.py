@@ -19,6 +19,7 @@ from orchestration.exports.delivery import (
     deliver,
 )
 from orchestration.exports.report import ExportResult, run_export
+from orchestration.exports.safe_text import markdown_text
 from orchestration.resources import (
     Ga4Resource,
     HubSpotResource,
@@ -102,8 +103,13 @@ def _metadata(
         "file_count": dg.MetadataValue.int(len(result.files)),
         "data_source": dg.MetadataValue.text(result.data_source),
         "headline": dg.MetadataValue.md(_headline_markdown(result)),
-        "findings": dg.MetadataValue.md("\n".join(f"- {f}" for f in h.get("findings", [])) or "_none_"),
-        "data_quality_notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "_none_"),
+        # Findings and notes name campaigns and pages (public input): no links or HTML from them.
+        "findings": dg.MetadataValue.md(
+            "\n".join(f"- {markdown_text(f)}" for f in h.get("findings", [])) or "_none_"
+        ),
+        "data_quality_notes": dg.MetadataValue.md(
+            "\n".join(f"- {markdown_text(n)}" for n in result.notes) or "_none_"
+        ),
         "delivery": dg.MetadataValue.md(_delivery_markdown(outcomes)),
     }
     for key in ("sessions", "micro_conversions", "macro_conversions", "macro_value"):
