@@ -346,17 +346,34 @@ class HubSpotResource(dg.ConfigurableResource):
                 access_token=os.environ.get("STEPWISE_SANDBOX_HUBSPOT_TOKEN", SANDBOX_TOKEN),
                 host=sandbox.base_url,
                 portal_id=SANDBOX_PORTAL_ID,
+                rate_budget_path=rate_budget_path(sandbox=True),
                 **extra,
             )
         else:
             kwargs: dict[str, Any] = {
                 "access_token": (self.access_token or "").strip(),
                 "portal_id": self.portal(),
+                "rate_budget_path": rate_budget_path(sandbox=False),
             }
             if self.host:
                 kwargs["host"] = self.host
             settings = HubSpotSettings(**kwargs)
         return HubSpotClient(settings)
+
+
+DEFAULT_RATE_BUDGET = "data/state/rate-budget.sqlite"
+
+
+def rate_budget_path(sandbox: bool) -> str | None:
+    """STEPWISE_RATE_BUDGET: the SQLite file in which every run on this host books its HubSpot requests
+    (connectors/rate_budget.py), so concurrent runs share one portal's allowance. A real portal uses
+    data/state/rate-budget.sqlite unless set; "off" keeps each run to its own limiter. The in-process
+    sandbox is private to its run, so it shares nothing unless the variable is set.
+    """
+    value = os.environ.get("STEPWISE_RATE_BUDGET", "").strip()
+    if value.lower() == "off" or (sandbox and not value):
+        return None
+    return str(resolve_path(value or DEFAULT_RATE_BUDGET))
 
 
 def data_source_label(ga4: Ga4Resource, hubspot: HubSpotResource) -> str:

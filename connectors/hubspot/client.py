@@ -193,6 +193,7 @@ class HubSpotClient:
             settings.general_interval_seconds,
             settings.search_requests_per_second,
             settings.limiter_margin_seconds,
+            budget_path=settings.rate_budget_path,
         )
         import hubspot
 

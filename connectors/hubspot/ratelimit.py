@@ -9,6 +9,10 @@ window (plus a small margin for the difference between send and arrival times).
 The server's ``X-HubSpot-RateLimit-*`` headers adjust it: ``Max`` and ``Interval-Milliseconds`` replace
 the configured window (the portal's tier is the authority), ``Remaining`` lower than what this process
 accounts for means something else uses the same token, and the difference is booked as if sent now.
+
+With a ``SharedRateBudget`` (``connectors.rate_budget``) the windows' send times live in a store every
+process on the host shares, so concurrent runs on one portal split its allowance instead of each
+spending all of it; the windows here then only hold the sizes (still adjusted from the headers).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from connectors.rate_budget import SharedRateBudget, open_budget
 
 GENERAL = "general"
 SEARCH = "search"
@@ -64,8 +70,13 @@ class PortalRateLimiter:
         margin: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        budget: SharedRateBudget | None = None,
+        account: str = "",
     ) -> None:
         self._lock = threading.Lock()
+        # The cross-process store and this portal's key in it (a hash, never the token).
+        self.budget = budget
+        self.account = account
         self._clock = clock
         self._sleep = sleep
         self.margin = margin
@@ -91,6 +102,19 @@ class PortalRateLimiter:
         buckets = (SEARCH, GENERAL) if bucket == SEARCH else (GENERAL,)
         waited = 0.0
         while True:
+            if self.budget is not None:
+                with self._lock:
+                    sizes = [(b, *self.window(b)) for b in buckets]
+                wait = self.budget.try_take(self.account, sizes, self.margin)
+                if wait <= 0:
+                    with self._lock:
+                        self.stats.acquired += 1
+                        self.stats.wait_seconds += waited
+                    return waited
+                pause = wait + random.uniform(0, 0.002)
+                self._sleep(pause)
+                waited += pause
+                continue
             with self._lock:
                 now = self._clock()
                 wait = max(self._windows[b].wait_time(now, self.margin) for b in buckets)
@@ -107,6 +131,9 @@ class PortalRateLimiter:
 
     def block(self, bucket: str, seconds: float) -> None:
         """After a 429: nobody sends on ``bucket`` for ``seconds``."""
+        if self.budget is not None:
+            self.budget.block(self.account, bucket, seconds)
+            return
         with self._lock:
             w = self._windows[bucket]
             w.blocked_until = max(w.blocked_until, self._clock() + seconds)
@@ -146,6 +173,16 @@ class PortalRateLimiter:
                 return
             now = self._clock()
             since = (sent_at if sent_at is not None else now) - w.interval - self.margin
+            if self.budget is not None:
+                # The store counts every process's requests; what the portal saw beyond them is foreign.
+                wall_since = time.time() - (now - since)
+                foreign = (w.max_requests - remaining) - self.budget.count_since(
+                    self.account, bucket, wall_since
+                )
+                if foreign > 0:
+                    self.budget.book(self.account, bucket, foreign)
+                    self.stats.adjustments += 1
+                return
             booked = sum(1 for t in w.sent if t > since)
             foreign = (w.max_requests - remaining) - booked
             if foreign > 0:
@@ -154,7 +191,7 @@ class PortalRateLimiter:
                 self.stats.adjustments += 1
 
 
-_REGISTRY: dict[tuple[str, str], PortalRateLimiter] = {}
+_REGISTRY: dict[tuple[str, str, str], PortalRateLimiter] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
@@ -165,16 +202,22 @@ def shared_limiter(
     general_interval: float = 10.0,
     search_per_second: float = 4.0,
     margin: float = 0.2,
+    budget_path: str | None = None,
 ) -> PortalRateLimiter:
     """The process-wide limiter for one portal (host + token); created on first use.
 
-    The token is hashed so the registry never holds it in clear.
+    The token is hashed so the registry never holds it in clear. With ``budget_path`` the limiter
+    books its requests in the SQLite store there, shared with every other process on the portal.
     """
-    key = (host.rstrip("/"), hashlib.sha256(access_token.encode()).hexdigest())
+    account = "hubspot:" + hashlib.sha256(f"{host.rstrip('/')}\n{access_token}".encode()).hexdigest()
+    key = (host.rstrip("/"), hashlib.sha256(access_token.encode()).hexdigest(), budget_path or "")
     with _REGISTRY_LOCK:
         limiter = _REGISTRY.get(key)
         if limiter is None:
-            limiter = PortalRateLimiter(general_max, general_interval, search_per_second, margin)
+            budget = open_budget(budget_path) if budget_path else None
+            limiter = PortalRateLimiter(
+                general_max, general_interval, search_per_second, margin, budget=budget, account=account
+            )
             _REGISTRY[key] = limiter
         return limiter
 

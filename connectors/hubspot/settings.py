@@ -95,6 +95,9 @@ class HubSpotSettings:
     # Requests leave the limiter's window this much later than the nominal interval: send and arrival
     # times differ by the network's jitter, and the server counts arrivals.
     limiter_margin_seconds: float = 0.2
+    # A SQLite file that every process on this host books its requests in (connectors.rate_budget), so
+    # concurrent runs share the portal's allowance; None keeps the limiter to this process.
+    rate_budget_path: str | None = None
     list_page_size: int = 100
     search_page_size: int = 200
     search_result_cap: int = 10_000
