@@ -19,7 +19,8 @@ PUBLISH_KEY = dg.AssetKey(["publish", "analyst_duckdb"])
     description=(
         "The analyst file (STEPWISE_ANALYST_DB, default data/stepwise.duckdb): after every mart is "
         "built and its blocking checks pass, the working warehouse is checkpointed, copied beside the "
-        "analyst file, fsynced and renamed over it atomically. Readers see the old file or the new one, "
+        "analyst file in DuckDB storage version v1.4.0 (so DuckDB 1.4 LTS and later clients open it), "
+        "checked, fsynced and renamed over it atomically. Readers see the old file or the new one, "
         "never a half-written one, and never hold a lock the pipeline needs."
     ),
 )
@@ -42,6 +43,8 @@ def analyst_duckdb(
         metadata={
             "analyst_file": dg.MetadataValue.path(published["analyst_file"]),
             "bytes": dg.MetadataValue.int(published["bytes"]),
+            "storage_version": dg.MetadataValue.text(published["storage_version"]),
+            "rows_copied": dg.MetadataValue.int(published["rows_copied"]),
             "tables": dg.MetadataValue.int(len(tables)),
             "marts": dg.MetadataValue.md("\n".join(f"- `{m}`" for m in marts) or "_none_"),
             "data_source": dg.MetadataValue.text(source),
