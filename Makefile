@@ -10,7 +10,7 @@ PY := .venv/bin/python
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
-.PHONY: demo test bench ui lint sandbox env system-deps clean
+.PHONY: demo test bench ui lint sandbox env system-deps clean sql
 
 # Python environment from the lock file (uv is installed with pip if missing).
 env: .venv/.synced
@@ -42,6 +42,19 @@ ui: env
 
 sandbox: env
 	$(PY) -m connectors.sandbox --port 8765 --preset demo --seed 7
+
+# A read-only SQL shell on the analyst file: the DuckDB CLI from PyPI (duckdb-cli), run by uv in an
+# isolated, cached environment, so it needs neither the project's venv nor a system install. The file
+# is written in storage version v1.4.0, which this CLI (and any DuckDB from 1.4 on) reads.
+# Interactive in a terminal; `echo "SELECT 42;" | make -s sql` answers a query from standard input.
+DUCKDB_CLI_VERSION := 1.5.6
+ANALYST_DB ?= $(or $(STEPWISE_ANALYST_DB),data/stepwise.duckdb)
+sql:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+	  || python3 -m pip install --quiet --user "uv==$(UV_VERSION)" \
+	  || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	@test -f "$(ANALYST_DB)" || { echo "no analyst file at $(ANALYST_DB): run \`make demo\` first (or set STEPWISE_ANALYST_DB)" >&2; exit 1; }
+	@$(UV) tool run --quiet --from "duckdb-cli==$(DUCKDB_CLI_VERSION)" duckdb -readonly "$(ANALYST_DB)"
 
 lint: env
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy connectors transforms orchestration

@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.monotonic() - started
     print("", flush=True)
     say(f"analyst file: {analyst_file}")
-    say(f"open it with: duckdb -readonly {analyst_file}   (or duckdb.connect(path, read_only=True))")
+    say(f"open it with: make sql   (or duckdb.connect({str(analyst_file)!r}, read_only=True))")
     for line in headline(analyst_file):
         say(f"  {line}")
     if sandbox_mode:
