@@ -258,3 +258,35 @@ def test_questions_are_documented_and_worded_as_associations() -> None:
         assert text.startswith("-- question: "), f"{question.name} starts with the question it answers"
         assert f"transforms/questions/{question.name}" in readme, f"{question.name} is in the README"
         assert not causal.search(text.replace("not a cause", "")), question.name
+
+
+@pytest.mark.parametrize(
+    ("stem", "mart", "extra", "fallback"),
+    [
+        ("receptive_segments", "segment_summary", "", 5),
+        ("micro_macro_association", "micro_macro_lift", " AND NOT is_prerequisite", 3),
+    ],
+)
+def test_significance_questions_list_the_significant_rows_or_say_there_are_none(
+    stem: str, mart: str, extra: str, fallback: int, published: Path
+) -> None:
+    """The verdict follows the mart's `significant`: every row that clears the bar is listed (up to 25) as
+    such; only when none does are the strongest candidates shown, labelled 'not significant'."""
+    question = REPO / "transforms" / "questions" / f"{stem}.sql"
+    con = duckdb.connect(str(published), read_only=True)
+    try:
+        cursor = con.execute(question.read_text(encoding="utf-8"))
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+        passing = con.execute(
+            f"SELECT count(*) FROM marts.{mart} WHERE tested AND lift > 1 AND significant{extra}"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    assert rows
+    assert all(r["lift"] > 1 for r in rows)
+    significant = [r for r in rows if not r["verdict"].startswith("not significant")]
+    if passing:
+        assert len(significant) == len(rows) == min(passing, 25)
+    else:
+        assert not significant and len(rows) <= fallback
