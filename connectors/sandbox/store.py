@@ -88,7 +88,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from connectors.sandbox import store_gen
+from connectors.sandbox import store_gen, store_hostile
 from connectors.sandbox import store_model as m
 from connectors.sandbox.store_gen import (
     EVENT_COLUMNS,
@@ -155,6 +155,7 @@ class StoreTruth:
                 zip(m.CHANNELS, m.PURCHASE_CHANNEL_MULT.tolist(), strict=True)
             ),
             "wishlist_purchase_multiplier": m.WISHLIST_PURCHASE_MULT,
+            "hostile_values": store_hostile.HOSTILE_VALUES,
         }
 
     def _df(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -518,7 +519,7 @@ def _expose_in_default_catalog(con: duckdb.DuckDBPyConnection) -> None:
 def _generator_digest() -> str:
     """Hash of the generator's source: a cached file from an older model is never reused."""
     digest = hashlib.sha256()
-    for module in (store_gen, m):
+    for module in (store_gen, m, store_hostile):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()
 

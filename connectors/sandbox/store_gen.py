@@ -17,6 +17,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from connectors.sandbox import store_hostile
 from connectors.sandbox import store_model as m
 
 CHUNK_DAYS = 28  # fixed, part of the determinism contract: changing it changes every store
@@ -344,6 +345,8 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
     writer.close()
     state.device = state.country = np.empty(0, dtype=np.int8)
     _populate_crm(con, rng, params, state)
+    # A few hostile public values (UTM campaigns, a landing page, a form name); own RNG stream (seed, 13).
+    store_hostile.plant(con, params.seed, params.start_date, params.end_date)
     create_events_view(con)
 
 
