@@ -213,7 +213,9 @@ class DeliverySettings:
     def report_location(self, result: ExportResult) -> str:
         if self.report_base_url:
             return f"{self.report_base_url}/{result.period_label}/summary.html"
-        return str(result.report_path.resolve())
+        # The week's stable path (a symlink to its current version folder), not the version itself,
+        # which the export after next removes.
+        return os.path.abspath(result.report_path)
 
 
 @dataclass
@@ -344,7 +346,7 @@ def build_email(result: ExportResult, smtp: SmtpSettings, report_location: str) 
     if left_out:
         plain += [
             f"Not attached (over STEPWISE_SMTP_MAX_ATTACHMENT_MB): {', '.join(left_out)}; "
-            f"they are in {result.out_dir.resolve()}."
+            f"they are in {os.path.abspath(result.out_dir)}."
         ]
     msg.set_content("\n".join(plain))
     if result.email_html:

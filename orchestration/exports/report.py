@@ -4,8 +4,10 @@ Reads only `marts.*` from a read-only connection to the analyst file, aggregates
 everything for one period under `<out_root>/<period label>/`. The directory is assembled beside its
 final place and renamed in, so a reader (or a mail job) never sees half a report.
 
-Personal data never leaves: every export selects named aggregate columns only, and a guard scans
-every written file for e-mail-like strings and refuses to keep a directory that has one.
+Personal data never leaves: every export selects named aggregate columns only (a column named like
+personal data refuses the export), text values shaped like e-mail addresses are redacted before the
+report reads them (`personal_data.py`), and a last scan of every written file for e-mail-like strings
+refuses to keep a directory that still has one.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,7 @@ import duckdb
 import jinja2
 import pyarrow.parquet as pq
 
-from orchestration.exports import charts, csv_safe
+from orchestration.exports import charts, csv_safe, folder_swap, personal_data
 from transforms.build import MART_TABLES
 
 # The analyst-facing marts, as the transforms build them.
@@ -69,7 +69,7 @@ NUMERIC_TYPES = re.compile(
     r"FLOAT|DOUBLE|REAL|DECIMAL.*|BOOLEAN|DATE|TIMESTAMP.*)$"
 )
 
-EMAIL_PATTERN = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+EMAIL_PATTERN = personal_data.EMAIL_PATTERN
 
 TREND_PERIODS = 4
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -129,6 +129,8 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
     # An e-mail-safe digest (tables and inline styles, no SVG: most mail clients drop inline SVG).
     email_html: str | None = field(default=None, repr=False)
+    # Text values shaped like e-mail addresses that were redacted (table, column, counts; never the value).
+    redactions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def period_label(self) -> str:
@@ -1221,6 +1223,10 @@ def _export_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
             or name in ALLOWED_ID_COLUMNS
         ):
             out.append(name)
+    try:
+        personal_data.check_export_columns(table, out)
+    except personal_data.PersonalColumnError as exc:
+        raise PersonalDataError(str(exc)) from None
     return out
 
 
@@ -1366,6 +1372,7 @@ def build_summary(
     *,
     sandbox: bool,
     crm_cohort_lag_days: int | None = None,
+    redactions: Sequence[personal_data.Redaction] = (),
 ) -> ExportResult:
     """Write summary.html and CSV/Parquet of the summary marts for one period into `out_dir`.
 
@@ -1392,6 +1399,9 @@ def build_summary(
     micro_macro = _micro_macro(con, period)
     channel = _channel_funnel(con, period)
     quality = _data_quality(con, period, sandbox, data_end, funnels)
+    redaction_note = personal_data.data_quality_note(list(redactions))
+    if redaction_note is not None:
+        quality["notes"].append(redaction_note)
     findings = _findings(headline, funnels, segments, micro_macro)
     generated_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
@@ -1415,8 +1425,8 @@ def build_summary(
     html = env.get_template("summary.html.j2").render(**context)
     email_html = env.get_template("email.html.j2").render(**context)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    # A new version folder (umask permissions), made live by an atomic symlink flip (folder_swap).
+    staging = folder_swap.new_version_dir(out_dir)
     try:
         (staging / "summary.html").write_text(html, encoding="utf-8")
         windows = {t: _segment_window(con, t, period) for t in ("segment_summary", "micro_macro_lift")}
@@ -1442,10 +1452,10 @@ def build_summary(
                 f"refusing to write the {period.label} export: {len(hits)} e-mail-like string(s) found "
                 f"({'; '.join(hits[:5])}); nothing was kept"
             )
-        _replace_dir(staging, out_dir)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        folder_swap.discard(staging)
         raise
+    folder_swap.publish(staging, out_dir)
     final_files = [out_dir / p.name for p in files]
     return ExportResult(
         period=period,
@@ -1455,6 +1465,7 @@ def build_summary(
         sandbox=sandbox,
         notes=[n["text"] for n in quality["notes"]],
         email_html=email_html,
+        redactions=[r.as_dict() for r in redactions],
     )
 
 
@@ -1481,17 +1492,6 @@ def headline_summary(
     out["thresholded_days"] = quality["thresholded_days"]
     out["other_row_days"] = quality["other_row_days"]
     return out
-
-
-def _replace_dir(staging: Path, out_dir: Path) -> None:
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def run_export(
@@ -1531,6 +1531,8 @@ def run_export(
         check_marts(con)
         period = default_period(con, period_end, period_days)
         is_sandbox = detect_sandbox(con) if sandbox is None else sandbox
+        # E-mail-shaped text values (public UTM/form input) are redacted, not a reason to refuse the week.
+        redactions = personal_data.redact_marts(con)
         return build_summary(
             con,
             period.start,
@@ -1538,6 +1540,7 @@ def run_export(
             Path(out_root) / period.label,
             sandbox=is_sandbox,
             crm_cohort_lag_days=lag_setting,
+            redactions=redactions,
         )
     finally:
         with contextlib.suppress(Exception):

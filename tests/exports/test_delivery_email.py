@@ -6,6 +6,7 @@ import csv
 import email
 import email.policy
 import io
+import os
 import socket
 import ssl
 import subprocess
@@ -111,7 +112,9 @@ def test_attachments_over_the_size_limit_are_named_not_sent(smtp_server, fixture
     msg = parse(inbox.messages[0][1])
     assert not list(msg.iter_attachments())
     text = msg.get_body(preferencelist=("plain",)).get_content()
-    assert "Not attached" in text and "summary.html" in text and str(fixture_export.out_dir.resolve()) in text
+    assert (
+        "Not attached" in text and "summary.html" in text and os.path.abspath(fixture_export.out_dir) in text
+    )
 
 
 def test_a_refusing_server_is_retried_then_succeeds(smtp_server, fixture_export):

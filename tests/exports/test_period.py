@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 
 import duckdb
@@ -58,7 +59,10 @@ def test_rerunning_a_week_replaces_its_directory(fixture_marts, tmp_path):
     (first.out_dir / "stale.txt").write_text("from an older run")
     second = run_export(fixture_marts, tmp_path, period_end=dt.date(2026, 11, 22), sandbox=True)
     assert second.out_dir == first.out_dir and not (second.out_dir / "stale.txt").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["2026-W47"]  # no leftovers beside it
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["2026-W47"]
+    # Beside it only the hidden version folders: the live one and the one before (see folder_swap).
+    hidden = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert len(hidden) == 2 and os.readlink(second.out_dir) == hidden[-1]
     assert (first.out_dir / "funnel_daily.csv").read_text() == (
         second.out_dir / "funnel_daily.csv"
     ).read_text()

@@ -9,9 +9,8 @@ import shutil
 
 import duckdb
 import pyarrow.parquet as pq
-import pytest
 
-from orchestration.exports import PersonalDataError, run_export
+from orchestration.exports import run_export
 
 PERIOD_END = dt.date(2026, 11, 22)
 PERSONAL_COLUMN = re.compile(r"(^id$|contact_id|email|phone|firstname|lastname|^name$)", re.I)
@@ -98,7 +97,9 @@ def test_columns_added_upstream_do_not_reach_the_export(fixture_marts, tmp_path,
     assert not leaks("\n".join(export_texts(result).values()), contacts(pipeline_store))
 
 
-def test_guard_refuses_an_export_with_an_email_and_keeps_nothing(fixture_marts, tmp_path, pipeline_store):
+def test_an_email_in_an_exported_text_column_is_redacted_not_exported(
+    fixture_marts, tmp_path, pipeline_store
+):
     marts = tmp_path / "marts.duckdb"
     shutil.copyfile(fixture_marts, marts)
     email = pipeline_store.con.execute("SELECT email FROM contacts LIMIT 1").fetchall()[0][0]
@@ -107,7 +108,8 @@ def test_guard_refuses_an_export_with_an_email_and_keeps_nothing(fixture_marts, 
     # named like the schema on purpose: the export attaches it under another name, tables stay found.)
     con.execute("UPDATE marts.marts.segment_summary SET segment_value = ? WHERE rank = 1", [email])
     con.close()
-    out_root = tmp_path / "exports"
-    with pytest.raises(PersonalDataError, match="e-mail-like"):
-        run_export(marts, out_root, period_end=PERIOD_END, sandbox=True)
-    assert not out_root.exists() or not any(out_root.iterdir())
+    # One such value no longer refuses the week (anyone could switch the report off with one UTM):
+    # it is redacted everywhere and the data-quality notes say so (tests/exports/test_hostile_guard.py).
+    result = run_export(marts, tmp_path / "exports", period_end=PERIOD_END, sandbox=True)
+    assert not leaks("\n".join(export_texts(result).values()), contacts(pipeline_store))
+    assert result.redactions and any("shaped like an e-mail address" in n for n in result.notes)

@@ -93,8 +93,8 @@ def _metadata(
 ) -> dict[str, dg.MetadataValue]:
     h = result.headline
     meta: dict[str, dg.MetadataValue] = {
-        "report_path": dg.MetadataValue.path(str(result.report_path.resolve())),
-        "export_dir": dg.MetadataValue.path(str(result.out_dir.resolve())),
+        "report_path": dg.MetadataValue.path(os.path.abspath(result.report_path)),
+        "export_dir": dg.MetadataValue.path(os.path.abspath(result.out_dir)),
         "report_location": dg.MetadataValue.text(location),
         "period": dg.MetadataValue.text(result.period_label),
         "period_start": dg.MetadataValue.text(result.period.start.isoformat()),
@@ -111,6 +111,9 @@ def _metadata(
             "\n".join(f"- {markdown_text(n)}" for n in result.notes) or "_none_"
         ),
         "delivery": dg.MetadataValue.md(_delivery_markdown(outcomes)),
+        # Where e-mail-shaped values (public UTM/form input) were redacted; counts only, never the values.
+        "personal_data_redacted_values": dg.MetadataValue.int(sum(r["values"] for r in result.redactions)),
+        "personal_data_redactions": dg.MetadataValue.json(result.redactions),
     }
     for key in ("sessions", "micro_conversions", "macro_conversions", "macro_value"):
         if h.get(key) is not None:
@@ -170,6 +173,11 @@ def weekly_summary(
     context.log.info(
         f"wrote the {result.period_label} summary to {result.out_dir} ({result.data_source} data)"
     )
+    for r in result.redactions:
+        context.log.warning(
+            f"redacted {r['values']} e-mail-shaped value(s) in {r['schema']}.{r['table']}.{r['column']} "
+            f"({r['rows']} row(s)) from the {result.period_label} export"
+        )
     outcomes = deliver(result, settings)
     failed = [o for o in outcomes if not o.ok]
     for o in failed:
@@ -190,7 +198,7 @@ def weekly_summary(
             "configured": dg.MetadataValue.text(", ".join(settings.configured) or "none"),
             "failed": dg.MetadataValue.text(", ".join(o.channel for o in failed) or "none"),
             "outcomes": dg.MetadataValue.md(_delivery_markdown(outcomes)),
-            "files_kept": dg.MetadataValue.path(str(result.out_dir.resolve())),
+            "files_kept": dg.MetadataValue.path(os.path.abspath(result.out_dir)),
         },
     )
     return dg.MaterializeResult(metadata=_metadata(result, outcomes, location), check_results=[check])
