@@ -12,8 +12,9 @@ existing sessions (and the contacts created from them) with values an attacker w
 - form `=cmd|' /C calc'!A0` (a formula as a form name: GA4 `form_name` of the generate_lead event and
   HubSpot `first_conversion_event_name` of the contact it created, the same string on both sides).
 
-Per 7-day block counted back from the store's end: two sessions for each campaign and for the landing
-page, and one lead session whose form was "Contact us" for the form. Only labels change: every count,
+Per 7-day block counted back from the store's end: two sessions for each campaign (among sessions
+with a named campaign, a tagged link, never "(direct)" or "(organic)") and for the landing page, and
+one lead session whose form was "Contact us" for the form. Only labels change: every count,
 channel, device, country, purchase and lifecycle date stays as generated, so cross-source lead counts
 per date and channel still reconcile exactly and the planted statistics are unaffected (a few sessions
 of 2,000 a day). The choice has its own RNG stream, `(seed, 13)`, so the main stream, and every other
@@ -71,18 +72,25 @@ def plant(con: duckdb.DuckDBPyConnection, seed: int, start: dt.date, end: dt.dat
     chosen: dict[int, list[int]] = {i: [] for i in range(len(SESSION_VALUES))}
     forms: list[int] = []
     for lo, hi in _blocks(start, end):
-        ids = np.asarray(
-            con.execute(
-                "SELECT session_id FROM sessions WHERE date BETWEEN ? AND ? ORDER BY session_id", [lo, hi]
-            ).fetchnumpy()["session_id"]
-        )
-        if ids.size < per_block:
+        rows = con.execute(
+            "SELECT session_id, campaign NOT LIKE '(%' AS tagged FROM sessions WHERE date BETWEEN ? AND ? "
+            "ORDER BY session_id",
+            [lo, hi],
+        ).fetchnumpy()
+        ids, tagged = np.asarray(rows["session_id"]), np.asarray(rows["tagged"], dtype=bool)
+        # A campaign value replaces a named campaign (a tagged link), never "(direct)" or "(organic)".
+        n_campaign = sum(n for column, _, n in SESSION_VALUES if column == "campaign")
+        if tagged.sum() < n_campaign or ids.size < per_block:
             continue
-        picks = ids[rng.choice(ids.size, size=per_block, replace=False)]
-        k = 0
-        for i, (_, _, n) in enumerate(SESSION_VALUES):
-            chosen[i] += picks[k : k + n].tolist()
-            k += n
+        tagged_ids = ids[tagged]
+        campaign_picks = tagged_ids[rng.choice(tagged_ids.size, size=n_campaign, replace=False)]
+        others = ids[~np.isin(ids, campaign_picks)]
+        other_picks = others[rng.choice(others.size, size=per_block - n_campaign, replace=False)]
+        picks = np.concatenate([campaign_picks, other_picks])
+        pools = {"campaign": iter(campaign_picks.tolist()), "other": iter(other_picks.tolist())}
+        for i, (column, _, n) in enumerate(SESSION_VALUES):
+            pool = pools["campaign" if column == "campaign" else "other"]
+            chosen[i] += [next(pool) for _ in range(n)]
         leads = np.asarray(
             con.execute(
                 "SELECT session_id FROM sessions WHERE date BETWEEN ? AND ? AND generate_lead > 0 "

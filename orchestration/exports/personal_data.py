@@ -27,6 +27,10 @@ EMAIL_REGEX = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]
 EMAIL_PATTERN = re.compile(EMAIL_REGEX)
 REDACTED = "[redacted e-mail-like value]"
 REDACTING_CATALOG = "stepwise_redacted"
+# The schemas an export reads (the marts, and staging for the CRM cohort lag) are scanned and redacted;
+# any other schema (raw) is mirrored as it is: nothing in the export reads its text, and the scan of
+# the written files would still refuse a leak.
+REDACTED_SCHEMAS = ("marts", "staging")
 
 # Column names that say "this identifies a person": never exported, whatever their type.
 PERSONAL_COLUMN = re.compile(
@@ -84,9 +88,9 @@ def _relations(con: duckdb.DuckDBPyConnection, catalog: str) -> list[tuple[str, 
 def _text_columns(con: duckdb.DuckDBPyConnection, catalog: str) -> dict[tuple[str, str], list[str]]:
     rows = con.execute(
         "SELECT table_schema, table_name, column_name FROM information_schema.columns "
-        "WHERE table_catalog = ? AND data_type = 'VARCHAR' "
-        "AND table_schema NOT IN ('information_schema', 'pg_catalog') ORDER BY 1, 2, ordinal_position",
-        [catalog],
+        "WHERE table_catalog = ? AND data_type = 'VARCHAR' AND list_contains(?, table_schema) "
+        "ORDER BY 1, 2, ordinal_position",
+        [catalog, list(REDACTED_SCHEMAS)],
     ).fetchall()
     out: dict[tuple[str, str], list[str]] = {}
     for schema, table, column in rows:
@@ -100,7 +104,8 @@ def _matches(column: str, pattern: str) -> str:
 
 
 def find_redactions(con: duckdb.DuckDBPyConnection, catalog: str) -> list[Redaction]:
-    """Text columns of every table in `catalog` holding e-mail-shaped values: one SQL pass per table."""
+    """Text columns of the exported schemas of `catalog` holding e-mail-shaped values: one SQL pass per
+    table."""
     found = []
     for (schema, table), columns in _text_columns(con, catalog).items():
         counts = ", ".join(
@@ -166,13 +171,17 @@ def data_quality_note(redactions: list[Redaction]) -> dict[str, str] | None:
     """The report's data-quality note (same shape as the other notes) saying what was redacted."""
     if not redactions:
         return None
-    values = sum(r.values for r in redactions)
-    where = "; ".join(r.describe() for r in redactions)
+    where = "; ".join(
+        f"{r.schema}.{r.table}.{r.column} ({r.values} value{'s' if r.values != 1 else ''}, "
+        f"{r.rows} row{'s' if r.rows != 1 else ''})"
+        for r in redactions
+    )
     return {
         "kind": "personal-data",
         "level": "warn",
-        "text": f"{values} value(s) shaped like an e-mail address (typed into a public URL or form) were "
-        f"redacted from this export: {where}. The marts keep them; their counts are still included.",
+        "text": "Text shaped like an e-mail address (typed into a public URL or form) was redacted from this "
+        f"export and is shown as “{REDACTED}”: {where}. The analyst file keeps the values; their counts "
+        "are still included.",
     }
 
 

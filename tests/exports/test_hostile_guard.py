@@ -100,7 +100,7 @@ def test_an_email_shaped_campaign_is_redacted_and_the_report_is_delivered(
     assert any(REDACTED in f for f in result.headline["findings"])  # the top segment, redacted
     # The note names where and how many, never the value.
     note = next(n for n in result.notes if "shaped like an e-mail address" in n)
-    assert "marts.segment_summary.segment_value" in note and "1 value(s)" in note
+    assert "marts.segment_summary.segment_value (1 value, 1 row)" in note and EMAIL_CAMPAIGN not in note
     # The marts are unchanged.
     con = duckdb.connect(str(marts), read_only=True)
     try:
@@ -155,7 +155,7 @@ def test_the_export_asset_reports_the_redaction_in_its_metadata(fixture_marts, t
     )
     assert result.success
     meta = result.asset_materializations_for_node("export__weekly_summary")[0].metadata
-    assert meta["personal_data_redacted_values"].value == 1
+    assert meta["personal_data_redacted_columns"].value == 1
     assert meta["personal_data_redactions"].value == [
         {"schema": "marts", "table": "segment_summary", "column": "segment_value", "values": 1, "rows": 1}
     ]

@@ -210,3 +210,34 @@ def test_csv_cells_that_would_be_formulas_are_text_and_parquet_keeps_the_values(
 def test_python_neutraliser_follows_the_same_rule():
     assert neutralise("=1+1") == "'=1+1" and neutralise("@x") == "'@x" and neutralise("\tx") == "'\tx"
     assert neutralise(-3) == -3 and neutralise("Organic Search") == "Organic Search"
+
+
+def test_the_sandbox_hostile_values_are_neutralised_in_the_real_pipeline_export(pipeline_export):
+    """Through the sandbox: the store's hostile values (CONTRACTS §5) went through GA4/HubSpot, the marts
+    and the export; the CSV holds them as text, the e-mail-shaped one is redacted, nothing is markup."""
+    from connectors.sandbox import store_hostile as h
+    from orchestration.exports.delivery import slack_payload
+    from orchestration.exports.personal_data import REDACTED
+
+    with (pipeline_export.out_dir / "segment_summary.csv").open(newline="", encoding="utf-8") as f:
+        values = {(r["segment_dimension"], r["segment_value"]) for r in csv.DictReader(f)}
+    assert ("campaign", "'" + h.FORMULA_CAMPAIGN) in values and ("campaign", h.FORMULA_CAMPAIGN) not in values
+    assert ("campaign", h.SLACK_CAMPAIGN) in values and ("landing_page", h.HTML_LANDING_PAGE) in values
+    assert ("campaign", REDACTED) in values
+    assert not any(h.EMAIL_CAMPAIGN in v for _, v in values)
+    assert {
+        "schema": "marts",
+        "table": "segment_summary",
+        "column": "segment_value",
+        "values": 1,
+    }.items() <= (next(r for r in pipeline_export.redactions if r["schema"] == "marts").items())
+    assert any("shaped like an e-mail address" in n for n in pipeline_export.notes)
+    for path in pipeline_export.files:
+        if path.suffix in (".csv", ".html", ".json"):
+            text = path.read_text(encoding="utf-8")
+            assert h.EMAIL_CAMPAIGN not in text and "<script>" not in text and "<!channel>" not in text, (
+                path.name
+            )
+    payload = slack_payload(pipeline_export, "https://reports.example.test/2026-W47/summary.html")
+    markup = [m.group(1) for text in mrkdwn_texts(payload) for m in SLACK_ANGLE.finditer(text)]
+    assert markup == ["https://reports.example.test/2026-W47/summary.html|Open the full report"]

@@ -175,7 +175,11 @@ def test_demo_scale_and_marginals(store):
         "mobile",
         "tablet",
     }
-    assert scalar(store, "SELECT count(DISTINCT landing_page) FROM sessions") == 20
+    # 20 pages, plus the hostile one the store plants (CONTRACTS §5, hostile public values).
+    assert (
+        scalar(store, "SELECT count(DISTINCT landing_page) FROM sessions WHERE landing_page NOT LIKE '%<%'")
+        == 20
+    )
     assert q(store, "SELECT DISTINCT campaign FROM sessions WHERE channel = 'Direct'") == [("(direct)",)]
     assert q(store, "SELECT DISTINCT campaign FROM sessions WHERE channel = 'Organic Search'") == [
         ("(organic)",)
@@ -276,9 +280,9 @@ def test_cross_source_agreement_exact(store):
            OR timezone($tz, timezone('UTC', c.createdate))::TIMESTAMP != s.ts
            OR c.first_conversion_event_name != CASE s.lead_form WHEN 'contact_us' THEN 'Contact us'
                 WHEN 'brochure_request' THEN 'Brochure request' WHEN 'newsletter_signup' THEN 'Newsletter signup'
-                WHEN 'demo_request' THEN 'Demo request' END
+                WHEN 'demo_request' THEN 'Demo request' WHEN $hostile_form THEN $hostile_form END
         """,
-        {"tz": store.time_zone},
+        {"tz": store.time_zone, "hostile_form": store.truth.planted["hostile_values"]["forms"][0]},
     )
     assert mismatched == 0
     assert scalar(store, "SELECT count(DISTINCT session_id) FROM contacts") == store.row_counts()["contacts"]

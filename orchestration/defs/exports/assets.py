@@ -112,7 +112,7 @@ def _metadata(
         ),
         "delivery": dg.MetadataValue.md(_delivery_markdown(outcomes)),
         # Where e-mail-shaped values (public UTM/form input) were redacted; counts only, never the values.
-        "personal_data_redacted_values": dg.MetadataValue.int(sum(r["values"] for r in result.redactions)),
+        "personal_data_redacted_columns": dg.MetadataValue.int(len(result.redactions)),
         "personal_data_redactions": dg.MetadataValue.json(result.redactions),
     }
     for key in ("sessions", "micro_conversions", "macro_conversions", "macro_value"):
