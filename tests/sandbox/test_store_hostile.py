@@ -127,5 +127,16 @@ def test_only_labels_change_and_the_main_stream_is_untouched(seed, monkeypatch):
         [h.HOSTILE_VALUES["campaigns"], h.HTML_LANDING_PAGE, h.FORMULA_FORM],
     )
     assert changed == 3 * (4 * 2 + 1)  # 21 days: 3 blocks of 8 relabelled sessions and 1 form
+    # The planted truths' figures (CONTRACTS §5) are the same with and without the hostile values.
+    for dimension in ("channel", "country", "device_category", "new_vs_returning"):
+        assert with_values.truth.purchase_rate_by(dimension).equals(without.truth.purchase_rate_by(dimension))
+    planted_forms = ["Demo request", "Newsletter signup", "Brochure request"]
+    forms_a = with_values.truth.customer_rate_by_form().set_index("form").loc[planted_forms]
+    forms_b = without.truth.customer_rate_by_form().set_index("form").loc[planted_forms]
+    assert forms_a.equals(forms_b)
+    assert with_values.truth.ga4_leads_by_day_channel().equals(
+        with_values.truth.contacts_created_by_day_channel()
+    )
+    assert with_values.truth.crm_funnel_by_day_channel().equals(without.truth.crm_funnel_by_day_channel())
     with_values.close()
     without.close()
