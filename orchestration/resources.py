@@ -417,6 +417,7 @@ class Ga4Resource(dg.ConfigurableResource):
                 credentials_file=None,
                 lookback_days=self.lookback_days,
                 page_size=self.page_size,
+                rate_budget_path=rate_budget_path(sandbox=True),
                 **extra,
             )
         else:
@@ -426,6 +427,7 @@ class Ga4Resource(dg.ConfigurableResource):
                 credentials_file=str(resolve_path(self.credentials_file)) if self.credentials_file else None,
                 lookback_days=self.lookback_days,
                 page_size=self.page_size,
+                rate_budget_path=rate_budget_path(sandbox=False),
                 **extra,
             )
         return Ga4Client(settings)
@@ -491,7 +493,8 @@ DEFAULT_RATE_BUDGET = "data/state/rate-budget.sqlite"
 
 def rate_budget_path(sandbox: bool) -> str | None:
     """STEPWISE_RATE_BUDGET: the SQLite file in which every run on this host books its HubSpot requests
-    (connectors/rate_budget.py), so concurrent runs share one portal's allowance. A real portal uses
+    and GA4 concurrent-request slots (connectors/rate_budget.py), so concurrent runs share one portal's
+    allowance and one property's concurrency quota. A real portal uses
     data/state/rate-budget.sqlite unless set; "off" keeps each run to its own limiter. The in-process
     sandbox is private to its run, so it shares nothing unless the variable is set.
     """

@@ -7,6 +7,7 @@ memory stays flat however many rows the report has.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import random
@@ -28,6 +29,7 @@ from connectors.ga4.windows import DateWindow
 MAX_PAGE_SIZE = 250_000
 ANALYTICS_SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
 STANDARD_SERVER_ERRORS_PER_HOUR = 10
+GA4_STANDARD_CONCURRENT = 10  # concurrent requests per standard property (Data API quotas)
 
 
 @dataclass
@@ -58,6 +60,9 @@ class Ga4Settings:
     max_quota_wait_s: float = 0.0
     quota_poll_s: float = 300.0
     max_concurrent_requests: int = 3
+    # A SQLite file every process on this host shares (connectors.rate_budget): requests of all of them
+    # to one property stay within its concurrent-request quota, one below it (None: this process only).
+    rate_budget_path: str | None = None
     prefetch_pages: bool = True
     split_incomplete: bool = True
     max_split_dimensions: int = 2  # after date, split one day by at most this many dimensions in turn
@@ -599,7 +604,7 @@ class Ga4Client:
                     continue
             retry_after: float | None = None
             try:
-                with budget.concurrency:
+                with budget.concurrency, self._shared_slot(property_id, budget):
                     response = fn()
                 quota = getattr(response, "property_quota", None)
                 if use_budget and quota is not None and "property_quota" in response:
@@ -668,6 +673,18 @@ class Ga4Client:
             delay = self._backoff(attempt, retry_after)
             log.add("wait_seconds", delay)
             self._sleep(delay)
+
+    def _shared_slot(self, property_id: str, budget: PropertyBudget) -> Any:
+        """One of the property's concurrent-request slots across processes (a lease in the shared store)."""
+        if not self.settings.rate_budget_path:
+            return contextlib.nullcontext()
+        from connectors.rate_budget import open_budget
+
+        concurrent = budget.quota.get("concurrent")
+        limit = concurrent.limit - 1 if concurrent and concurrent.limit else GA4_STANDARD_CONCURRENT - 1
+        return open_budget(self.settings.rate_budget_path).concurrent_slot(
+            f"ga4:{property_id}", max(limit, 1)
+        )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
