@@ -110,12 +110,6 @@ def test_slack_markup_in_a_campaign_arrives_escaped_with_only_our_link(fixture_m
     )
     result = run_export(marts, tmp_path / "exports", period_end=PERIOD_END, sandbox=True)
     assert any("re-verify your account" in f for f in result.headline["findings"])  # it is in a finding
-    settings = DeliverySettings(
-        slack=SlackSettings(webhook_url="http://127.0.0.1:1/x"),
-        attempts=1,
-        backoff_seconds=0,
-        report_base_url="https://reports.example.test/stepwise",
-    )
     with SlackReceiver() as hook:
         settings = DeliverySettings(
             slack=SlackSettings(webhook_url=hook.url),
