@@ -79,14 +79,16 @@ def headline(analyst_file: Path) -> list[str]:
                 continue
             lines.append(f"{label}: {value}")
         try:
+            # Only rows the mart flags (q < 0.05 and the whole lift interval outside the practical band).
             rows = con.execute(
-                "SELECT segment_dimension, segment_value, round(lift, 2) FROM marts.segment_summary "
-                "WHERE q_value < 0.05 ORDER BY lift DESC LIMIT 3"
+                "SELECT segment_dimension, segment_value, round(lift, 2), conversion_name FROM marts.segment_summary "
+                "WHERE significant AND lift > 1 ORDER BY lift_ci_low DESC LIMIT 3"
             ).fetchall()
             if rows:
                 lines.append(
-                    "most receptive segments (q < 0.05): "
-                    + "; ".join(f"{d}={v} (lift {lift})" for d, v, lift in rows)
+                    "most receptive segments (false discovery rate within 5 % per conversion x segment "
+                    "dimension; lift interval outside 0.95-1.05): "
+                    + "; ".join(f"{d}={v} for {c} (lift {lift})" for d, v, lift, c in rows)
                 )
         except duckdb.Error:
             pass

@@ -37,7 +37,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from transforms import stats
+from transforms import stats, stats_clustered
 from transforms.catalog import GA4_DEFAULT_CHANNEL_GROUPS, Catalog, ChannelMapping
 from transforms.raw_load import REQUEST_LOG_COLUMNS
 
@@ -76,6 +76,7 @@ MODEL_ORDER = (
     "staging/hubspot_contact_stage_events",
     "staging/hubspot_form_conversions",
     "staging/hubspot_contact_facts",
+    "staging/hubspot_contact_micro_macro",
     "staging/hubspot_cohort_daily",
     "staging/ga4_web_sessions",
     "staging/ga4_events",
@@ -514,7 +515,26 @@ def _stats_columns(model: Model, counts: pa.Table, gate: stats.MinimumSample) ->
 
     crude = (floats(a), floats(n1), floats(c), floats(n2))
     mh: stats.MantelHaenszel | None = None
-    if "strata_counts" in counts.column_names:
+    if "day_counts" in counts.column_names:
+        import pyarrow.compute as pc
+
+        # GA4 rows (day lists): day-clustered inference (transforms/stats_clustered.py, STATISTICS.md);
+        # HubSpot rows (NULL list) are per contact and keep the plain comparison.
+        day_counts = counts.column("day_counts").combine_chunks()
+        flat_days = pc.list_flatten(day_counts)
+        clustered_rows = np.asarray(day_counts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        day_arrays = (
+            floats(flat_days.field("conversions")),
+            floats(flat_days.field("units")),
+            floats(flat_days.field("rest_conversions")),
+            floats(flat_days.field("rest_units")),
+            np.asarray(pc.list_parent_indices(day_counts).to_numpy(zero_copy_only=False), dtype=np.int64),
+        )
+        # Rows without days (HubSpot, clustered_rows False) get exactly compare_against_rest's statistics.
+        assert clustered_rows[np.unique(day_arrays[4])].all()
+        result, _ = stats_clustered.compare_day_clustered(*crude, day_arrays, families, gate)
+        counts = counts.drop_columns(["day_counts"])
+    elif "strata_counts" in counts.column_names:
         import pyarrow.compute as pc
 
         # Basis segment_day: Mantel-Haenszel over the per-segment strata listed by the SQL (STATISTICS.md);
@@ -529,7 +549,18 @@ def _stats_columns(model: Model, counts: pa.Table, gate: stats.MinimumSample) ->
             np.asarray(pc.list_parent_indices(strata_counts).to_numpy(zero_copy_only=False), dtype=np.int64),
         )
         stratified = np.asarray(strata_counts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        result, mh = stats.compare_with_strata(*crude, families, stratified, strata, gate)
+        # Day cells of each stratum: the test permutes the micro's occurrence across a segment's days.
+        permutation = tuple(
+            floats(flat.field(f)) for f in ("cells", "did_cells", "sum_m2", "sum_mn", "sum_n2")
+        )
+        result, mh = stats.compare_with_strata(
+            *crude,
+            families,
+            stratified,
+            strata,
+            gate,
+            permutation=permutation,  # type: ignore[arg-type]
+        )
         counts = counts.drop_columns(["strata_counts"])
     else:
         result = stats.compare_against_rest(*crude, families, gate)
@@ -572,6 +603,11 @@ def _stats_columns(model: Model, counts: pa.Table, gate: stats.MinimumSample) ->
         ),
         "p_value": masked(result.p_value),
         "q_value": masked(result.q_value),
+        "min_detectable_lift": masked(
+            result.min_detectable_lift
+            if result.min_detectable_lift is not None
+            else np.full(tested.shape, np.nan)
+        ),
         "significant": pa.array(result.significant & tested),
         "tested": pa.array(tested),
         "gate_reason": pa.array(
@@ -876,6 +912,7 @@ def build_all(
     lead_event_name: str = "generate_lead",
     unsettled_days: int = 2,
     gate: stats.MinimumSample = DEFAULT_GATE,
+    follow_up_days: int = 60,
 ) -> BuildResult:
     """Build staging and marts from raw, fully (`dates=None`), for the given partition dates, or
     (`dates="changed"`) for the GA4 dates loaded since the last build, which is what a scheduled run wants.
@@ -885,15 +922,21 @@ def build_all(
     time zone is `time_zone` or the one recorded for the GA4 property (raw_load.record_ga4_property).
     `unsettled_days`: GA4 revises its most recent days (about 48 h), so the windows of segment_summary
     and micro_macro_lift end that many days before the last GA4 date (daily marts keep every day).
+    `follow_up_days`: micro_macro_lift's contact basis follows each contact this many days from creation
+    (only contacts created at least that long before the window's end count).
     """
     if isinstance(unsettled_days, bool) or not isinstance(unsettled_days, int) or unsettled_days < 0:
         raise BuildError(f"unsettled_days must be a whole number >= 0, not {unsettled_days!r}")
+    if isinstance(follow_up_days, bool) or not isinstance(follow_up_days, int) or follow_up_days < 1:
+        raise BuildError(f"follow_up_days must be a whole number >= 1, not {follow_up_days!r}")
     if not isinstance(catalog, Catalog) or not isinstance(channel_mapping, ChannelMapping):
         raise BuildError(
             "build_all needs a Catalog and a ChannelMapping from transforms.catalog.load_catalog/load_channel_mapping"
         )
     zone = _resolve_time_zone(con, time_zone)
-    fingerprint = _config_fingerprint(catalog, channel_mapping, zone, f"{lead_event_name}|{unsettled_days}")
+    fingerprint = _config_fingerprint(
+        catalog, channel_mapping, zone, f"{lead_event_name}|{unsettled_days}|{follow_up_days}"
+    )
     requested: list[dt.date] | Literal["changed"] | None
     if dates is None or dates == "changed":
         requested = dates
@@ -905,6 +948,7 @@ def build_all(
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("SET VARIABLE sw_unsettled_days = ?", [unsettled_days])
+        con.execute("SET VARIABLE sw_follow_up_days = ?", [follow_up_days])
         result = _build(con, catalog, channel_mapping, requested, zone, lead_event_name, fingerprint, gate)
     except BaseException:
         con.execute("ROLLBACK")

@@ -42,6 +42,14 @@ class MinimumSample:
     units: int = 100
     rest_units: int = 100
     conversions: int = 10  # segment + rest conversions together
+    # micro_macro_lift segment_day basis: the cells without the micro conversion must hold at least this share
+    # of the units, or the comparison is of nearly all traffic against a sliver (STATISTICS.md).
+    did_not_share: float = 0.10
+    # Practical significance: a row is significant only when its whole lift interval lies outside this band
+    # (a 2 % difference found on a year of traffic is real but not worth acting on).
+    practical_low: float = 0.95
+    practical_high: float = 1.05
+    power: float = 0.80  # of min_detectable_lift
 
 
 def _f(values: ArrayLike) -> FloatArray:
@@ -155,6 +163,7 @@ class Comparison:
     q_value: FloatArray
     significant: NDArray[np.bool_]
     rank: NDArray[np.object_]
+    min_detectable_lift: FloatArray | None = None
 
 
 def compare_against_rest(
@@ -182,6 +191,9 @@ def compare_against_rest(
     low, high = wilson_interval(a, n1)
     lift, lift_low, lift_high = rate_ratio_katz(a, n1, c, n2)
     p, method = two_proportion_p_value(a, n1, c, n2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pooled = (a + c) / (n1 + n2)
+        null_se = np.sqrt((1.0 - pooled) / pooled * (1.0 / n1 + 1.0 / n2))  # se of ln(lift) at lift 1
 
     return _gate_test_rank(
         rate=rate,
@@ -199,6 +211,7 @@ def compare_against_rest(
         families=families,
         gate=gate,
         alpha=alpha,
+        log_se=null_se,
     )
 
 
@@ -215,18 +228,29 @@ def _gate_test_rank(
     families: Sequence[object],
     gate: MinimumSample,
     alpha: float,
+    extra_gate: tuple[NDArray[np.bool_], str] | None = None,
+    log_se: FloatArray | None = None,
+    df: FloatArray | None = None,
 ) -> Comparison:
     """The minimum-sample gate, BH q-values within each family, significance and rank by lift_ci_low."""
     lift_point, lift_low, lift_high = lift
     units, rest_units, conversions = gate_counts
     reasons = np.full(units.shape[0], None, dtype=object)
+    if extra_gate is not None:
+        reasons[extra_gate[0]] = extra_gate[1]
     reasons[conversions < gate.conversions] = reason_texts[2]
     reasons[rest_units < gate.rest_units] = reason_texts[1]
     reasons[units < gate.units] = reason_texts[0]
     tested = np.array([r is None for r in reasons], dtype=bool)
     p_tested = np.where(tested, p, np.nan)
     q = benjamini_hochberg(p_tested, families)
-    significant = tested & (q < alpha)
+    outside_band = (np.nan_to_num(lift_low, nan=-np.inf) > gate.practical_high) | (
+        np.nan_to_num(lift_high, nan=np.inf) < gate.practical_low
+    )
+    significant = tested & (q < alpha) & outside_band
+    mdl = None
+    if log_se is not None:
+        mdl = np.where(tested, min_detectable_lift(log_se, df, alpha, gate.power), np.nan)
 
     rank = np.full(units.shape[0], None, dtype=object)
     labels = _family_codes(families)
@@ -254,7 +278,26 @@ def _gate_test_rank(
         q_value=q,
         significant=significant,
         rank=rank,
+        min_detectable_lift=mdl,
     )
+
+
+def min_detectable_lift(
+    log_se: ArrayLike, df: ArrayLike | None = None, alpha: float = ALPHA, power: float = 0.80
+) -> FloatArray:
+    """The smallest lift above 1 that a two-sided level-alpha test with this standard error of ln(lift)
+    detects with the given power: exp((q(1 - alpha/2) + q(power)) * se), q the t quantile on `df` degrees
+    of freedom (normal when df is None or infinite)."""
+    se = _f(log_se)
+    d = np.full(se.shape, np.inf) if df is None else _f(df)
+    with np.errstate(invalid="ignore"):
+        quantiles = np.where(
+            np.isfinite(d),
+            sps.t.ppf(1 - alpha / 2, np.where(np.isfinite(d), d, 1))
+            + sps.t.ppf(power, np.where(np.isfinite(d), d, 1)),
+            sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power),
+        )
+    return np.exp(quantiles * se)
 
 
 @dataclass(frozen=True)
@@ -270,6 +313,9 @@ class MantelHaenszel:
     units: FloatArray
     rest_units: FloatArray
     conversions: FloatArray  # segment + rest conversions of the informative strata
+    # With day cells (permutation=...): permutation variance / CMH variance of the CMH numerator; else NaN.
+    dispersion: FloatArray | None = None
+    log_se: FloatArray | None = None  # standard error of ln(RR_MH) behind the interval
 
 
 def mantel_haenszel_risk_ratio(
@@ -280,6 +326,7 @@ def mantel_haenszel_risk_ratio(
     row: ArrayLike,
     n_rows: int,
     z: float = Z95,
+    permutation: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike, ArrayLike] | None = None,
 ) -> MantelHaenszel:
     """Stratified comparison of many rows at once: stratum k (a_k of n1_k against c_k of n2_k) belongs to
     row `row[k]`; every sum runs over the strata of one row (np.bincount).
@@ -290,12 +337,19 @@ def mantel_haenszel_risk_ratio(
     without continuity correction (statsmodels StratifiedTable.test_null_odds(correction=False)).
     Strata without units on one side carry no information and are left out. The ratio is 0 when R == 0
     and NaN when S == 0; the interval is NaN unless both are positive; p is NaN when the CMH variance is 0.
+
+    `permutation` = (cells, did_cells, sum_m2, sum_mn, sum_n2) per stratum, where a stratum is made of day
+    cells (m macro units of n units each) and the micro conversion occurred in `did_cells` of them: the test
+    then uses the exact variance of the CMH numerator under permutation of the occurrence labels across the
+    stratum's days (STATISTICS.md), so day-to-day swings are not mistaken for an association, and the
+    Greenland-Robins interval is widened by sqrt(max(1, permutation variance / CMH variance)).
     """
     a, n1, c, n2 = _f(conversions), _f(units), _f(rest_conversions), _f(rest_units)
     rows = np.asarray(row, dtype=np.int64)
     if np.any(a > n1) or np.any(c > n2) or np.any(np.minimum.reduce([a, n1, c, n2]) < 0):
         raise ValueError("a stratum has negative counts or more conversions than units")
     informative = (n1 > 0) & (n2 > 0)
+    perm = None if permutation is None else tuple(_f(x)[informative] for x in permutation)
     a, n1, c, n2, rows = a[informative], n1[informative], c[informative], n2[informative], rows[informative]
     total = n1 + n2
     converted = a + c
@@ -316,6 +370,23 @@ def mantel_haenszel_risk_ratio(
         high = np.where(both, np.exp(np.log(ratio) + z * se), np.nan)
         chi2 = deviation * deviation / cmh_variance
     p = np.where(cmh_variance > 0, sps.chi2.sf(chi2, 1), np.nan)
+    dispersion = None
+    log_se = se
+    if perm is not None:
+        cells, did_cells, sum_m2, sum_mn, sum_n2 = perm
+        rate = converted / total
+        spread = np.maximum(sum_m2 - 2.0 * rate * sum_mn + rate * rate * sum_n2, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(cells > 1, did_cells * (cells - did_cells) / (cells * (cells - 1.0)), 0.0)
+        perm_variance = per_row(share * spread)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dispersion = perm_variance / cmh_variance
+            z_perm = deviation / np.sqrt(perm_variance)
+            widen = np.sqrt(np.maximum(1.0, np.nan_to_num(dispersion, nan=1.0)))
+            low = np.where(both, np.exp(np.log(ratio) - z * se * widen), np.nan)
+            high = np.where(both, np.exp(np.log(ratio) + z * se * widen), np.nan)
+        p = np.where(perm_variance > 0, 2.0 * sps.norm.sf(np.abs(z_perm)), np.nan)
+        log_se = se * widen
     return MantelHaenszel(
         risk_ratio=ratio,
         ci_low=low,
@@ -325,6 +396,8 @@ def mantel_haenszel_risk_ratio(
         units=per_row(n1),
         rest_units=per_row(n2),
         conversions=per_row(converted),
+        dispersion=dispersion,
+        log_se=log_se,
     )
 
 
@@ -337,6 +410,7 @@ def compare_stratified(
     families: Sequence[object],
     gate: MinimumSample | None = None,
     alpha: float = ALPHA,
+    permutation: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike, ArrayLike] | None = None,
 ) -> tuple[Comparison, MantelHaenszel]:
     """compare_against_rest with the lift, interval and test stratified (Mantel-Haenszel).
 
@@ -349,7 +423,12 @@ def compare_stratified(
     a, n1, c, n2 = _f(conversions), _f(units), _f(rest_conversions), _f(rest_units)
     if np.any(a > n1) or np.any(c > n2):
         raise ValueError("conversions exceed units in a segment row: the rate would not be a proportion")
-    mh = mantel_haenszel_risk_ratio(*strata, n_rows=a.shape[0])
+    mh = mantel_haenszel_risk_ratio(*strata, n_rows=a.shape[0], permutation=permutation)
+    extra_gate = None
+    if permutation is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sliver = ~(n2 / (n1 + n2) >= gate.did_not_share)
+        extra_gate = (sliver, f"cells without it hold less than {gate.did_not_share:.0%} of units")
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(n1 > 0, a / n1, np.nan)
         rest_rate = np.where(n2 > 0, c / n2, np.nan)
@@ -359,7 +438,7 @@ def compare_stratified(
         rest_rate=rest_rate,
         lift=(mh.risk_ratio, mh.ci_low, mh.ci_high),
         p=mh.p_value,
-        method=np.full(a.shape[0], "cmh"),
+        method=np.full(a.shape[0], "cmh" if permutation is None else "cmh_day_permutation"),
         gate_counts=(mh.units, mh.rest_units, mh.conversions),
         reason_texts=(
             f"fewer than {gate.units} units did it in strata with units on both sides",
@@ -369,6 +448,8 @@ def compare_stratified(
         families=families,
         gate=gate,
         alpha=alpha,
+        extra_gate=extra_gate,
+        log_se=mh.log_se,
     )
     return comparison, mh
 
@@ -383,6 +464,7 @@ def compare_with_strata(
     strata: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike, ArrayLike],
     gate: MinimumSample | None = None,
     alpha: float = ALPHA,
+    permutation: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike, ArrayLike] | None = None,
 ) -> tuple[Comparison, MantelHaenszel]:
     """Rows where `stratified` is True go through compare_stratified (their strata's `row` indexes the
     full input), the others through compare_against_rest. A family must not mix the two kinds of rows.
@@ -411,6 +493,7 @@ def compare_with_strata(
         [fam[i] for i in strat_idx],
         gate,
         alpha,
+        None if permutation is None else tuple(_f(x)[keep] for x in permutation),  # type: ignore[arg-type]
     )
 
     def merge(plain_values: np.ndarray, strat_values: np.ndarray, fill: object) -> np.ndarray:
@@ -420,9 +503,13 @@ def compare_with_strata(
         out[strat_idx] = strat_values
         return out
 
+    def part(comparison: Comparison, name: str, size: int) -> np.ndarray:
+        value = getattr(comparison, name)
+        return np.full(size, np.nan) if value is None else value
+
     merged = Comparison(
         **{
-            name: merge(getattr(plain, name), getattr(stratified_part, name), None)
+            name: merge(part(plain, name, plain_idx.size), part(stratified_part, name, strat_idx.size), None)
             for name in Comparison.__dataclass_fields__
         }
     )
@@ -436,5 +523,7 @@ def compare_with_strata(
         units=merge(nan, mh_part.units, np.nan),
         rest_units=merge(nan, mh_part.rest_units, np.nan),
         conversions=merge(nan, mh_part.conversions, np.nan),
+        dispersion=None if mh_part.dispersion is None else merge(nan, mh_part.dispersion, np.nan),
+        log_se=None if mh_part.log_se is None else merge(nan, mh_part.log_se, np.nan),
     )
     return merged, mh

@@ -88,7 +88,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from connectors.sandbox import store_gen, store_hostile
+from connectors.sandbox import store_gen, store_hostile, store_realism
 from connectors.sandbox import store_model as m
 from connectors.sandbox.store_gen import (
     EVENT_COLUMNS,
@@ -118,6 +118,10 @@ class Preset:
     lead_rate: float = 0.055
     bulk_import_contacts: int = 2_000
     companies: int | None = None  # None: about one per 150 contacts, between 20 and 5,000
+    # Realistic propensities (store_realism.py, CONTRACTS §5.1): day x segment effects with this log-scale SD,
+    # weekday seasonality, campaigns, per-visitor propensity; realism=False gives iid draws.
+    realism: bool = True
+    day_effect_sd: float = store_realism.DEFAULT_DAY_EFFECT_SD
 
 
 PRESETS: dict[str, Preset] = {
@@ -451,7 +455,12 @@ def _resolve(preset: str | Preset, overrides: dict[str, Any]) -> Preset:
     if unknown:
         raise TypeError(f"unknown build_store override(s) {sorted(unknown)}; allowed: {sorted(fields)}")
     resolved = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
-    if resolved.days < 1 or resolved.sessions_per_day <= 0 or not 0 < resolved.lead_rate < 1:
+    if (
+        resolved.days < 1
+        or resolved.sessions_per_day <= 0
+        or not 0 < resolved.lead_rate < 1
+        or not 0 <= resolved.day_effect_sd <= 1
+    ):
         raise ValueError(f"invalid store scale: {resolved}")
     return resolved
 
@@ -519,7 +528,7 @@ def _expose_in_default_catalog(con: duckdb.DuckDBPyConnection) -> None:
 def _generator_digest() -> str:
     """Hash of the generator's source: a cached file from an older model is never reused."""
     digest = hashlib.sha256()
-    for module in (store_gen, m, store_hostile):
+    for module in (store_gen, m, store_hostile, store_realism):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()
 
@@ -560,6 +569,8 @@ def build_store(
         lead_rate=float(resolved.lead_rate),
         bulk_import_contacts=int(resolved.bulk_import_contacts),
         companies=resolved.companies,
+        realism=bool(resolved.realism),
+        day_effect_sd=float(resolved.day_effect_sd),
     )
     expected_sessions = resolved.days * resolved.sessions_per_day
     private_dir: str | None = None

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from connectors.sandbox import store_hostile
 from connectors.sandbox import store_model as m
+from connectors.sandbox import store_realism
 
 CHUNK_DAYS = 28  # fixed, part of the determinism contract: changing it changes every store
 
@@ -89,6 +90,10 @@ class GenParams:
     lead_rate: float
     bulk_import_contacts: int
     companies: int | None
+    # Realistic variation of propensities (store_realism.py): on by default; day_effect_sd is the log-scale
+    # SD of each day x segment term.
+    realism: bool = True
+    day_effect_sd: float = store_realism.DEFAULT_DAY_EFFECT_SD
 
 
 @dataclass
@@ -97,6 +102,7 @@ class _UserState:
     device: np.ndarray
     country: np.ndarray
     next_session_id: int = 1
+    realism: store_realism.Realism | None = None
     lead_parts: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
@@ -189,29 +195,42 @@ def _sessions_chunk(
 
     # Funnel drawn from the bottom up so that purchase's propensity is exactly the planted one and
     # purchase => begin_checkout => add_to_cart => view_item holds in every session.
-    wish = rng.random(n) < m.WISHLIST_RATE
+    # Realism (store_realism.py): multipliers of the propensities below, from the realism's own stream; the
+    # main stream's draws are unchanged, only the thresholds they are compared with move.
+    assert state.realism is not None
+    day_of_store = (dates[day_idx] - np.datetime64(params.start_date, "D")).astype(np.int64)
+    mult = state.realism.multipliers(day_of_store, channel, device, country, returning, user_idx + 1)
+
+    def prob(base: float | np.ndarray, group: str) -> np.ndarray:
+        return np.minimum(base * state.realism.group(mult, group), 0.95)  # type: ignore[union-attr]
+
+    wish = rng.random(n) < prob(m.WISHLIST_RATE, "add_to_wishlist")
     p_purchase = (
         m.PURCHASE_BASE
         * m.PURCHASE_CHANNEL_MULT[channel]
         * np.where(returning, m.PURCHASE_RETURNING_MULT, 1.0)
         * np.where(wish, m.WISHLIST_PURCHASE_MULT, 1.0)
     )
-    purchase_ind = rng.random(n) < p_purchase
-    checkout_ind = purchase_ind | (rng.random(n) < m.CHECKOUT_EXTRA)
-    cart_ind = checkout_ind | (rng.random(n) < m.CART_EXTRA)
-    view_ind = cart_ind | wish | (rng.random(n) < m.VIEW_EXTRA)
+    purchase_ind = rng.random(n) < prob(p_purchase, "funnel")
+    checkout_ind = purchase_ind | (rng.random(n) < prob(m.CHECKOUT_EXTRA, "funnel"))
+    cart_ind = checkout_ind | (rng.random(n) < prob(m.CART_EXTRA, "funnel"))
+    view_ind = cart_ind | wish | (rng.random(n) < prob(m.VIEW_EXTRA, "funnel"))
 
     purchase = purchase_ind * (1 + (rng.random(n) < 0.03))
     begin_checkout = checkout_ind * (np.maximum(purchase, 1) + (rng.random(n) < 0.1))
     add_to_cart = cart_ind * (np.maximum(begin_checkout, 1) + rng.poisson(0.4, size=n))
     view_item = view_ind * (np.maximum(add_to_cart, 1) + rng.poisson(1.5, size=n))
     add_to_wishlist = wish * (1 + (rng.random(n) < 0.15))
-    search = (rng.random(n) < m.SEARCH_RATE) * (1 + rng.poisson(0.8, size=n))
-    view_size_chart = (view_ind & (rng.random(n) < m.SIZE_CHART_RATE)) * (1 + rng.poisson(0.3, size=n))
-    sign_up = (rng.random(n) < m.SIGN_UP_RATE).astype(np.int64)
-    file_download = (rng.random(n) < m.FILE_DOWNLOAD_RATE) * (1 + rng.poisson(0.2, size=n))
-    write_review = (rng.random(n) < m.WRITE_REVIEW_RATE).astype(np.int64)
-    share = (rng.random(n) < m.SHARE_RATE) * (1 + rng.poisson(0.2, size=n))
+    search = (rng.random(n) < prob(m.SEARCH_RATE, "search")) * (1 + rng.poisson(0.8, size=n))
+    view_size_chart = (view_ind & (rng.random(n) < prob(m.SIZE_CHART_RATE, "view_size_chart"))) * (
+        1 + rng.poisson(0.3, size=n)
+    )
+    sign_up = (rng.random(n) < prob(m.SIGN_UP_RATE, "sign_up")).astype(np.int64)
+    file_download = (rng.random(n) < prob(m.FILE_DOWNLOAD_RATE, "file_download")) * (
+        1 + rng.poisson(0.2, size=n)
+    )
+    write_review = (rng.random(n) < prob(m.WRITE_REVIEW_RATE, "review")).astype(np.int64)
+    share = (rng.random(n) < prob(m.SHARE_RATE, "share")) * (1 + rng.poisson(0.2, size=n))
     p_lead = params.lead_rate * m.LEAD_CHANNEL_MULT[channel] / _lead_norm()
     lead = rng.random(n) < p_lead
     lead_form = rng.choice(len(m.LEAD_FORMS), size=n, p=m.LEAD_FORM_WEIGHTS).astype(np.int8)
@@ -321,6 +340,9 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
     all_dates = np.arange(
         np.datetime64(params.start_date, "D"), np.datetime64(params.end_date, "D") + 1, dtype="datetime64[D]"
     )
+    state.realism = store_realism.Realism(
+        params.seed, params.start_date, int(all_dates.shape[0]), params.day_effect_sd, params.realism
+    )
     con.execute(SESSIONS_DDL)
     # The insert of chunk k (DuckDB, GIL released) overlaps the draws of chunk k+1 (numpy); the draws stay
     # in one thread and one order, so the bytes do not depend on the overlap. At most two chunks in memory.
@@ -410,6 +432,9 @@ def _populate_crm(
     )
     recent_s = np.where(n_conv > 1, created + (rng.random(n) * (lm_base - created)).astype(np.int64), created)
     recent_form = np.where(n_conv > 1, rng.choice(len(m.LEAD_FORMS), size=n, p=m.LEAD_FORM_WEIGHTS), form)
+    recent_s, recent_form, n_conv, lm_base = store_realism.post_macro_newsletter(
+        params.seed, end_s, in_customer, t_close, recent_s, recent_form, n_conv, lm_base, params.realism
+    )
     lastmod = lm_base
 
     # Archived and merged contacts are disjoint; a merged contact points at a live survivor.

@@ -888,10 +888,15 @@ def _segments(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, Any]:
     }
 
 
+# Associations, never causes: each sentence names the unit and what was compared (issue 11).
 MICRO_MACRO_BASIS = {
-    "contact": ("HubSpot contacts", "Contacts who did “{m}”", "those who did not"),
-    "contacts": ("HubSpot contacts", "Contacts who did “{m}”", "those who did not"),
-    "segment_day": ("GA4 users per day and segment", "Users who did “{m}” on a day", "those who did not"),
+    "contact": ("HubSpot contacts", "Contacts with “{m}” before any macro conversion", "other contacts"),
+    "contacts": ("HubSpot contacts", "Contacts with “{m}” before any macro conversion", "other contacts"),
+    "segment_day": (
+        "GA4 day × segment cells (co-occurrence)",
+        "Users of day × segment cells where “{m}” occurred",
+        "users of the same segments' cells without it",
+    ),
     "session": ("GA4 sessions", "Sessions with “{m}”", "sessions without it"),
     "sessions": ("GA4 sessions", "Sessions with “{m}”", "sessions without it"),
 }
@@ -921,7 +926,7 @@ def _micro_macro(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, An
         r["significant"] = bool(r["significant"])
         r["label"] = humanise(str(r["micro_conversion"]))
         basis = MICRO_MACRO_BASIS.get(
-            str(r["basis"]), (str(r["basis"]), "Those who did “{m}”", "those who did not")
+            str(r["basis"]), (str(r["basis"]), "Units with “{m}”", "units without it")
         )
         r["basis_label"] = basis[0]
         r["goal"] = (
@@ -954,7 +959,7 @@ def _micro_macro(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, An
     chart = (
         charts.interval_chart(
             "micro-macro-lift",
-            "How much more often people who did a micro conversion reach a macro conversion",
+            "Association: how much more often units with a micro conversion reached a macro conversion",
             [
                 charts.IntervalRow(
                     key=f"{r['basis']}:{r['micro_conversion']}",
@@ -968,7 +973,7 @@ def _micro_macro(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, An
                 )
                 for r in tested
             ],
-            reference_label="same as those who did not",
+            reference_label="same as units without it",
         )
         if tested
         else None

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 from scipy.stats import fisher_exact
 from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.multitest import multipletests
@@ -105,7 +106,7 @@ def test_mart_statistics_equal_the_oracles(warehouse):
         """
         SELECT 'segment' AS t, source_system || conversion_name || segment_dimension AS family, conversions, units,
             rest_conversions, rest_units, rate_ci_low, rate_ci_high, lift_ci_low, lift_ci_high, p_value, q_value, tested
-        FROM marts.segment_summary
+        FROM marts.segment_summary WHERE source_system = 'hubspot'  -- GA4 rows: the clustered test below
         UNION ALL
         SELECT 'lift', basis, did_macro, did_count, did_not_macro, did_not_count, did_macro_rate_ci_low,
             did_macro_rate_ci_high, lift_ci_low, lift_ci_high, p_value, q_value, tested
@@ -290,12 +291,89 @@ def _mart_strata(con) -> dict[str, list[tuple[int, int, int, int]]]:
     }
 
 
+def _mart_cells(con) -> dict[str, list[np.ndarray]]:
+    """Per micro conversion and informative segment stratum: the day cells (macro users, users, occurred)
+    read straight from staging.ga4_micro_macro_daily for the mart's window (not through the mart's sums)."""
+    window = con.execute(
+        "SELECT min(window_start), max(window_end) FROM marts.micro_macro_lift WHERE basis = 'segment_day'"
+    ).fetchall()[0]
+    frame = con.execute(
+        "SELECT micro_conversion, property_id, channel, device_category, country, visitor_type, macro_users, "
+        "users, micro_occurred FROM staging.ga4_micro_macro_daily WHERE date BETWEEN ? AND ?",
+        list(window),
+    ).df()
+    out: dict[str, list[np.ndarray]] = {}
+    keys = ["property_id", "channel", "device_category", "country", "visitor_type"]
+    for micro, group in frame.groupby("micro_conversion"):
+        cells = []
+        for _, stratum in group.groupby(keys):
+            occurred = stratum["micro_occurred"].to_numpy(bool)
+            if stratum.loc[occurred, "users"].sum() > 0 and stratum.loc[~occurred, "users"].sum() > 0:
+                cells.append(stratum[["macro_users", "users", "micro_occurred"]].to_numpy(float))
+        out[str(micro)] = cells
+    return out
+
+
+def day_permutation_oracle(cells: list[np.ndarray]) -> tuple[float, float]:
+    """(CMH numerator, its variance when the occurrence labels are shuffled across each stratum's days),
+    written cell by cell: T = sum over did cells of (m - r n), r the stratum's macro rate; the variance of a
+    sum of d of the stratum's N values drawn without replacement is d (N - d) / (N (N - 1)) * sum (w - mean)^2."""
+    t = v = 0.0
+    for stratum in cells:
+        m, n, o = stratum[:, 0], stratum[:, 1], stratum[:, 2].astype(bool)
+        w = m - m.sum() / n.sum() * n
+        t += w[o].sum()
+        big_n, d = len(w), o.sum()
+        if big_n > 1:
+            v += d * (big_n - d) / (big_n * (big_n - 1)) * ((w - w.mean()) ** 2).sum()
+    return t, v
+
+
+def test_day_permutation_variance_equals_full_enumeration():
+    """The closed-form permutation variance of the CMH numerator equals the variance over every possible
+    assignment of the occurrence labels to a small stratum's days (two strata, enumerated exhaustively)."""
+    import itertools
+
+    rng = np.random.default_rng(3)
+    strata = [(rng.integers(5, 40, 7), 3), (rng.integers(5, 40, 6), 2)]
+    macro = [rng.binomial(n, 0.2) for n, _ in strata]
+    values = []
+    for labels in itertools.product(*(list(itertools.combinations(range(len(n)), d)) for n, d in strata)):
+        total = 0.0
+        for (n, _), m, chosen in zip(strata, macro, labels, strict=True):
+            total += (m - m.sum() / n.sum() * n)[list(chosen)].sum()
+        values.append(total)
+    a, n1, c, n2, cells, did, m2, mn, n2s = [], [], [], [], [], [], [], [], []
+    for (n, d), m in zip(strata, macro, strict=True):
+        o = np.zeros(len(n), bool)
+        o[:d] = True
+        a.append(m[o].sum())
+        n1.append(n[o].sum())
+        c.append(m[~o].sum())
+        n2.append(n[~o].sum())  # noqa: E702
+        cells.append(len(n))
+        did.append(d)  # noqa: E702
+        m2.append((m * m).sum())
+        mn.append((m * n).sum())
+        n2s.append((n * n).sum())  # noqa: E702
+    mh = stats.mantel_haenszel_risk_ratio(a, n1, c, n2, [0, 0], 1, permutation=(cells, did, m2, mn, n2s))
+    cmh = stats.mantel_haenszel_risk_ratio(a, n1, c, n2, [0, 0], 1)
+    perm_variance = float(np.var(values))
+    assert np.mean(values) == pytest.approx(0.0, abs=1e-9)
+    # dispersion = permutation variance / CMH variance; the CMH variance comes from the chi-square.
+    t = values[0]
+    cmh_variance = t * t / sps.chi2.isf(cmh.p_value[0], 1)
+    assert mh.dispersion[0] * cmh_variance == pytest.approx(perm_variance, rel=1e-9)
+    assert mh.p_value[0] == pytest.approx(2 * sps.norm.sf(abs(t) / np.sqrt(perm_variance)), rel=1e-9)
+
+
 def test_segment_day_rows_equal_the_stratified_oracles(warehouse):
     """Every segment_day row of micro_macro_lift: Mantel-Haenszel ratio and CMH p-value from statsmodels,
     Greenland-Robins interval from the textbook formula, on the per-stratum counts of the mart's own SQL;
     crude totals and q-values (BH over the tested rows of the basis) alongside."""
     con = warehouse.connect()
     strata_by_micro = _mart_strata(con)
+    cells_by_micro = _mart_cells(con)
     cur = con.execute("SELECT * FROM marts.micro_macro_lift WHERE basis = 'segment_day'")
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -317,11 +395,24 @@ def test_segment_day_rows_equal_the_stratified_oracles(warehouse):
             continue
         table = stratified_table(strata)
         assert row["lift"] == pytest.approx(table.riskratio_pooled, rel=1e-9)
-        _, low, high = greenland_robins_textbook(strata)
-        assert row["lift_ci_low"] == pytest.approx(low, rel=1e-9)
-        assert row["lift_ci_high"] == pytest.approx(high, rel=1e-9)
-        assert row["tested"] and row["test_method"] == "cmh"
-        ref_p = table.test_null_odds(correction=False).pvalue
+        # Day clustering: the CMH numerator's variance over permutations of the occurrence labels across each
+        # segment's days, from the staging cells; the Greenland-Robins interval widened by the ratio of that
+        # variance to the CMH one (never narrowed).
+        t, perm_variance = day_permutation_oracle(cells_by_micro[row["micro_conversion"]])
+        cmh = table.test_null_odds(correction=False)
+        cmh_variance = t * t / cmh.statistic
+        widen = np.sqrt(max(1.0, perm_variance / cmh_variance))
+        rr, low, high = greenland_robins_textbook(strata)
+        half = np.log(high / rr) * widen
+        assert row["lift_ci_low"] == pytest.approx(rr * np.exp(-half), rel=1e-9)
+        assert row["lift_ci_high"] == pytest.approx(rr * np.exp(half), rel=1e-9)
+        if row["gate_reason"] is not None:
+            assert "less than 10%" in row["gate_reason"] and row["did_not_count"] < 0.1 * (
+                row["did_count"] + row["did_not_count"]
+            )
+            continue
+        assert row["tested"] and row["test_method"] == "cmh_day_permutation"
+        ref_p = 2 * sps.norm.sf(abs(t) / np.sqrt(perm_variance))
         assert row["p_value"] == pytest.approx(ref_p, rel=1e-8, abs=1e-14)
         tested_p.append(row["p_value"])
         tested_q.append(row["q_value"])
@@ -330,3 +421,90 @@ def test_segment_day_rows_equal_the_stratified_oracles(warehouse):
     ranked = sorted((r for r in rows if r["tested"]), key=lambda r: r["rank"])
     assert [r["rank"] for r in ranked] == list(range(1, len(ranked) + 1))
     assert all(x["lift_ci_low"] >= y["lift_ci_low"] for x, y in zip(ranked, ranked[1:], strict=False))
+
+
+def _segment_days(con) -> dict[tuple[str, str, str], list[dict]]:
+    """The per-day counts segment_summary's own SQL hands to the statistics, for its own window."""
+    window_end, last_day = con.execute(
+        "SELECT (SELECT max(window_end) FROM marts.segment_summary), max(date) FROM staging.ga4_web_sessions"
+    ).fetchall()[0]
+    con.execute("SET VARIABLE sw_unsettled_days = ?", [(last_day - window_end).days])
+    model = next(m for m in MODELS if m.qualified == "marts.segment_summary")
+    rows = con.execute(
+        f"SELECT conversion_name, segment_dimension, segment_value, day_counts FROM ({model.select_sql}) "
+        "WHERE source_system = 'ga4'"
+    ).fetchall()
+    return {(c, d, v): days for c, d, v, days in rows}
+
+
+def test_ga4_segment_rows_equal_statsmodels_clustered_glm(warehouse):
+    """Every GA4 row of segment_summary: ln(lift) and its day-clustered variance equal a Poisson GLM (log
+    link, offset ln(units), segment indicator) fitted by statsmodels with cluster covariance by day (times
+    D / (D - 1)); the variance used is never below the binomial Katz variance; p from t on D - 1 df, the lift
+    interval and min_detectable_lift from the same se; q = BH within the family; significant = q < 0.05 and
+    the interval outside 0.95-1.05."""
+    import statsmodels.api as sm
+
+    con = warehouse.connect()
+    days_by_row = _segment_days(con)
+    cur = con.execute("SELECT * FROM marts.segment_summary WHERE source_system = 'ga4'")
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    assert len(rows) > 200
+    checked = 0
+    families: dict[tuple, list[dict]] = {}
+    for row in rows:
+        days = days_by_row[(row["conversion_name"], row["segment_dimension"], row["segment_value"])]
+        a = np.array([d["conversions"] for d in days], float)
+        n1 = np.array([d["units"] for d in days], float)
+        c = np.array([d["rest_conversions"] for d in days], float)
+        n2 = np.array([d["rest_units"] for d in days], float)
+        assert a.sum() == row["conversions"] and n1.sum() == row["units"] and n2.sum() == row["rest_units"]
+        if row["tested"]:
+            families.setdefault((row["conversion_name"], row["segment_dimension"]), []).append(row)
+        if not row["tested"] or a.sum() == 0 or c.sum() == 0:
+            continue
+        keep = (n1 + n2) > 0
+        d_count = int(keep.sum())
+        y = np.r_[a[keep], c[keep]]
+        exposure = np.r_[n1[keep], n2[keep]]
+        mask = exposure > 0
+        x = sm.add_constant(np.r_[np.ones(d_count), np.zeros(d_count)])
+        groups = np.r_[np.arange(d_count), np.arange(d_count)]
+        fit = sm.GLM(y[mask], x[mask], family=sm.families.Poisson(), offset=np.log(exposure[mask])).fit(
+            cov_type="cluster", cov_kwds={"groups": groups[mask], "use_correction": False}
+        )
+        var_cluster = fit.bse[1] ** 2 * d_count / (d_count - 1)
+        big_a, big_n1, big_c, big_n2 = a.sum(), n1.sum(), c.sum(), n2.sum()
+        var = max(var_cluster, 1 / big_a - 1 / big_n1 + 1 / big_c - 1 / big_n2)
+        se, df = np.sqrt(var), d_count - 1
+        assert np.log(row["lift"]) == pytest.approx(fit.params[1], rel=1e-7, abs=1e-10)
+        assert row["test_method"] == "t_day_cluster"
+        assert row["p_value"] == pytest.approx(2 * sps.t.sf(abs(fit.params[1]) / se, df), rel=1e-6, abs=1e-14)
+        t975 = sps.t.ppf(0.975, df)
+        assert row["lift_ci_low"] == pytest.approx(row["lift"] * np.exp(-t975 * se), rel=1e-7)
+        assert row["lift_ci_high"] == pytest.approx(row["lift"] * np.exp(t975 * se), rel=1e-7)
+        mdl = np.exp((t975 + sps.t.ppf(0.8, df)) * se)
+        assert row["min_detectable_lift"] == pytest.approx(mdl, rel=1e-7)
+        # Rate interval: Wilson on the effective sample size units / deff, deff from the clustered variance of
+        # ln(rate) (an intercept-only Poisson GLM of the segment's days) over the binomial one.
+        seg = n1[keep] > 0
+        fit1 = sm.GLM(a[keep][seg], np.ones((int(seg.sum()), 1)), family=sm.families.Poisson(),
+                      offset=np.log(n1[keep][seg])).fit(
+            cov_type="cluster", cov_kwds={"groups": np.arange(int(seg.sum())), "use_correction": False}
+        )  # fmt: skip
+        var_rate = fit1.bse[0] ** 2 * d_count / (d_count - 1)
+        rate = big_a / big_n1
+        n_eff = big_n1 / max(1.0, var_rate / ((1 - rate) / big_a))
+        ref_lo, ref_hi = proportion_confint(rate * n_eff, n_eff, method="wilson")
+        assert row["rate_ci_low"] == pytest.approx(ref_lo, rel=1e-6)
+        assert row["rate_ci_high"] == pytest.approx(ref_hi, rel=1e-6)
+        outside = row["lift_ci_low"] > 1.05 or row["lift_ci_high"] < 0.95
+        assert row["significant"] == (row["q_value"] < 0.05 and outside)
+        checked += 1
+    assert checked > 200
+    for family in families.values():
+        p = [r["p_value"] for r in family]
+        np.testing.assert_allclose(
+            [r["q_value"] for r in family], multipletests(p, method="fdr_bh")[1], rtol=1e-9
+        )
