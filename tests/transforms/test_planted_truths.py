@@ -118,3 +118,35 @@ def test_process_milestones_are_prerequisites_not_ranked(con):
     names = {r[0] for r in rows}
     assert {"add_to_cart", "begin_checkout", "view_item", "lifecycle_mql", "lifecycle_opportunity"} <= names
     assert all(not tested and rank is None and "prerequisite" in reason for _, tested, rank, reason in rows)
+
+
+def test_contact_basis_counts_micro_conversions_before_the_macro_only(con):
+    """The store plants newsletter signups filled AFTER the contact became a customer (CONTRACTS §5.1). The
+    contact basis counts a micro conversion only before the macro and within the 60-day follow-up, among
+    contacts created at least 60 days before the window's end: recomputed here in Python from the timeline."""
+    import datetime as dt
+
+    window_end = con.execute("SELECT max(window_end) FROM marts.micro_macro_lift").fetchall()[0][0]
+    timeline = con.execute(
+        "SELECT created_at_utc, created_date, macro_at_utc, micro_events FROM staging.hubspot_contact_micro_macro"
+    ).fetchall()
+    window_start = con.execute("SELECT min(window_start) FROM marts.micro_macro_lift").fetchall()[0][0]
+    follow = dt.timedelta(days=60)
+    after_macro = did = did_macro = cohort = 0
+    for created, created_date, macro_at, events in timeline:
+        news = [e["at_utc"] for e in events if e["conversion_name"] == "Newsletter signup"]
+        if news and macro_at is not None and news[0] > macro_at:
+            after_macro += 1
+        if not (window_start <= created_date <= window_end - dt.timedelta(days=60)):
+            continue
+        cohort += 1
+        in_window = macro_at is not None and macro_at < created + follow
+        deadline = min(macro_at or dt.datetime.max, created + follow)
+        if news and news[0] < deadline:
+            did += 1
+            did_macro += in_window
+    assert after_macro > 50, "the store plants newsletter forms after the macro"
+    row = lift_rows(con, "contact")["Newsletter signup"]
+    assert (row["did_count"], row["did_macro"]) == (did, did_macro)
+    assert row["did_count"] + row["did_not_count"] == cohort
+    assert not row["significant"]
