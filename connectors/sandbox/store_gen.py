@@ -17,9 +17,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from connectors.sandbox import store_hostile
+from connectors.sandbox import store_hostile, store_realism
 from connectors.sandbox import store_model as m
-from connectors.sandbox import store_realism
 
 CHUNK_DAYS = 28  # fixed, part of the determinism contract: changing it changes every store
 
