@@ -746,8 +746,12 @@ def _exhausted(message: str) -> ApiError:
     return ApiError(429, "RESOURCE_EXHAUSTED", message)
 
 
-def _admit(ctx: SandboxContext, state: Ga4State, settings: Ga4PropertySettings) -> _QuotaState:
-    """Checks every quota before the report runs; counts the request as in flight."""
+def _admit(
+    ctx: SandboxContext, state: Ga4State, settings: Ga4PropertySettings, potentially_thresholded: bool = False
+) -> _QuotaState:
+    """Checks every quota before the report runs; counts the request as in flight. A potentially
+    thresholded request (user metrics on a property with thresholding) also needs the separate
+    120-an-hour allowance."""
     limits = settings.quota
     now = ctx.clock()
     with state.lock:
@@ -768,6 +772,12 @@ def _admit(ctx: SandboxContext, state: Ga4State, settings: Ga4PropertySettings) 
             )
         if q.server_errors_hour >= limits.server_errors_per_project_per_hour:
             raise _exhausted("Exhausted server errors per project per hour for this property.")
+        if potentially_thresholded and q.thresholded_hour >= limits.potentially_thresholded_requests_per_hour:
+            # Google's wording (its 429 carries no other field that names this quota).
+            raise _exhausted(
+                "Exhausted potentially thresholded requests quota. This quota will refresh in under an hour. "
+                "To learn more, see https://developers.google.com/analytics/devguides/reporting/data/v1/quotas"
+            )
         if q.in_flight >= limits.concurrent_requests:
             raise _exhausted("Exhausted concurrent requests quota for this property.")
         q.in_flight += 1
@@ -1102,7 +1112,9 @@ def _run_report(request: ApiRequest, ctx: SandboxContext) -> ApiResponse:
         raise _invalid("Invalid JSON payload received.") from None
     today = _store_end(ctx) + dt.timedelta(days=1)
     req = parse_request(body, today)
-    q = _admit(ctx, state, settings)
+    # The same condition marks a result subject_to_thresholding (see _compute).
+    potentially_thresholded = settings.thresholding and any(m.user_metric for m in req.metrics)
+    q = _admit(ctx, state, settings, potentially_thresholded)
     try:
         shares, revisions = _revision_filter(ctx, state, settings, req, advance=req.offset == 0)
         # The settings are part of the key: tests change them on a live server.

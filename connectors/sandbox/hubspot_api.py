@@ -31,8 +31,10 @@ Counters (``server.counters()``): ``hubspot.bucket.<general|search|daily>.served
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import math
+import re
 import threading
 import uuid
 from collections import deque
@@ -100,7 +102,7 @@ class HubSpotSandboxConfig:
 
     general_max: int = 100  # requests per rolling interval (private app, Free/Starter)
     general_interval_ms: int = 10_000
-    search_per_second: int = 4
+    search_per_second: int = 5  # HubSpot documents 5 requests per second for the search endpoints
     daily_limit: int = 250_000
     list_page_max: int = 100
     search_page_max: int = 200
@@ -110,35 +112,113 @@ class HubSpotSandboxConfig:
     retry_after_every: int = 2  # the 1st, 3rd, 5th... 429 of a bucket carries Retry-After
     expired_tokens: set[str] = field(default_factory=set)
     token_scopes: dict[str, set[str]] = field(default_factory=dict)  # unlisted tokens hold every scope
+    # "granular": errors[].context.requiredGranularScopes (today's private apps); "legacy": the older
+    # shape some portals still answer, errors[].context.requiredScopes with the old scope names.
+    scope_error_shape: str = "granular"
+    # Search is eventually consistent: an edit (or a create) stamped at or after the store's end reaches
+    # the search index this many seconds after its lastmodifieddate, on the server's clock. Until then
+    # search serves the record's previous version (kept by the store's touch helpers) or nothing.
+    search_lag_seconds: float = 3.0
+    # Per-record lag in seconds, {(object_type, id): seconds}: an incident that holds one record back
+    # while newer edits are indexed (what a cursor without an overlap window loses).
+    search_lag_overrides: dict[tuple[str, int], float] = field(default_factory=dict)
+    association_batch_max: int = 1_000  # v4 association batch reads take up to 1,000 inputs
 
 
 def default_config() -> HubSpotSandboxConfig:
     return HubSpotSandboxConfig()
 
 
+# Object names a path may carry: plural, singular and HubSpot's object type ids.
+OBJECT_ALIASES = {
+    "contacts": "contacts",
+    "contact": "contacts",
+    "0-1": "contacts",
+    "companies": "companies",
+    "company": "companies",
+    "0-2": "companies",
+    "deals": "deals",
+    "deal": "deals",
+    "0-3": "deals",
+}
+OBJECT_PATTERN = "contacts|contact|0-1|companies|company|0-2|deals|deal|0-3"
+# v4 association type ids (HUBSPOT_DEFINED, primary) for every pair of the three objects.
+ASSOCIATION_TYPE_IDS = {
+    ("contacts", "companies"): 1,
+    ("companies", "contacts"): 2,
+    ("deals", "contacts"): 3,
+    ("contacts", "deals"): 4,
+    ("deals", "companies"): 5,
+    ("companies", "deals"): 6,
+}
+
+
+def _canonical(handler: Any) -> Any:
+    """Wraps a handler so that ``object_type``/``to_type`` path parameters arrive in their plural form."""
+
+    def wrapped(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
+        for key in ("object_type", "to_type"):
+            if key in req.path_params:
+                req.path_params[key] = OBJECT_ALIASES[req.path_params[key]]
+        return handler(req, ctx)
+
+    wrapped.__name__ = getattr(handler, "__name__", "handler")
+    return wrapped
+
+
 def routes() -> list[Route]:
-    obj = r"(?P<object_type>contacts|deals|companies)"
+    obj = rf"(?P<object_type>{OBJECT_PATTERN})"
+    to = rf"(?P<to_type>{OBJECT_PATTERN})"
     return [
-        Route("hubspot", "POST", rf"/crm/v3/objects/{obj}/search", _search, "hubspot:search"),
-        Route("hubspot", "POST", rf"/crm/v3/objects/{obj}/batch/read", _batch_read, "hubspot:batch_read"),
-        Route("hubspot", "GET", rf"/crm/v3/objects/{obj}", _list_objects, "hubspot:list"),
-        Route("hubspot", "GET", rf"/crm/v3/objects/{obj}/(?P<object_id>[^/]+)", _get_object, "hubspot:get"),
-        Route("hubspot", "GET", rf"/crm/v3/properties/{obj}", _properties, "hubspot:properties"),
+        Route("hubspot", "POST", rf"/crm/v3/objects/{obj}/search", _canonical(_search), "hubspot:search"),
+        Route(
+            "hubspot",
+            "POST",
+            rf"/crm/v3/objects/{obj}/batch/read",
+            _canonical(_batch_read),
+            "hubspot:batch_read",
+        ),
+        Route("hubspot", "GET", rf"/crm/v3/objects/{obj}", _canonical(_list_objects), "hubspot:list"),
         Route(
             "hubspot",
             "GET",
-            r"/crm/v3/pipelines/(?P<object_type>deals|contacts)",
-            _pipelines,
+            rf"/crm/v3/objects/{obj}/(?P<object_id>[^/]+)",
+            _canonical(_get_object),
+            "hubspot:get",
+        ),
+        Route("hubspot", "GET", rf"/crm/v3/properties/{obj}", _canonical(_properties), "hubspot:properties"),
+        Route(
+            "hubspot",
+            "GET",
+            rf"/properties/v2/{obj}/properties",
+            _canonical(_legacy_properties),
+            "hubspot:properties_v2",
+        ),
+        # The SDK's schemas client calls the second path; both answer the same.
+        Route("hubspot", "GET", r"/crm(?:-object-schemas)?/v3/schemas", _schemas, "hubspot:schemas"),
+        Route(
+            "hubspot",
+            "GET",
+            r"/crm/v3/pipelines/(?P<object_type>deals|deal|0-3|contacts|contact|0-1)",
+            _canonical(_pipelines),
             "hubspot:pipelines",
         ),
         Route(
             "hubspot",
             "POST",
-            r"/crm/v4/associations/(?P<object_type>deals|contacts)/(?P<to_type>contacts|deals)/batch/read",
-            _associations_batch_read,
+            rf"/crm/v4/associations/{obj}/{to}/batch/read",
+            _canonical(_associations_batch_read),
             "hubspot:associations_batch_read",
         ),
     ]
+
+
+def unknown_route(method: str, path: str) -> ApiResponse:
+    """HubSpot's answer to a path it does not serve (the server core counts these)."""
+    m = re.fullmatch(r"/crm/v[34]/objects/([^/]+)(?:/.*)?", path)
+    if m and m.group(1) not in OBJECT_ALIASES:
+        return _error(400, "VALIDATION_ERROR", f"Unable to infer object type from: {m.group(1)}")
+    return _error(404, "OBJECT_NOT_FOUND", f"Unable to route {method} request to {path}: resource not found")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -175,6 +255,7 @@ class _PortalState:
         self.lock = threading.Lock()
         self.general: dict[str, _Window] = {}
         self.search: dict[str, _Window] = {}
+        self.secondly: dict[str, _Window] = {}
         self.daily: dict[str, tuple[dt.date, int]] = {}
         self.rejections: dict[str, int] = {"general": 0, "search": 0}
 
@@ -242,18 +323,18 @@ def _guard(req: ApiRequest, ctx: SandboxContext, bucket: str) -> tuple[ApiRespon
     scope = _required_scope(req, req.path_params.get("object_type", "contacts"))
     granted = cfg.token_scopes.get(token)
     if granted is not None and scope not in granted:
+        if cfg.scope_error_shape == "legacy":
+            # The older shape: the old scope names (e.g. "contacts") under context.requiredScopes.
+            context: dict[str, list[str]] = {"requiredScopes": [_legacy_scope(scope)]}
+        else:
+            context = {"requiredGranularScopes": [scope]}
         return (
             _error(
                 403,
                 "MISSING_SCOPES",
                 "This app hasn't been granted all required scopes to make this call. Read more about required "
                 "scopes here: https://developers.hubspot.com/scopes.",
-                errors=[
-                    {
-                        "message": "One or more of the following scopes are required.",
-                        "context": {"requiredGranularScopes": [scope]},
-                    }
-                ],
+                errors=[{"message": "One or more of the following scopes are required.", "context": context}],
                 links={"scopes": "https://developers.hubspot.com/scopes"},
             ),
             {},
@@ -275,7 +356,7 @@ def _guard(req: ApiRequest, ctx: SandboxContext, bucket: str) -> tuple[ApiRespon
         windows = state.search if bucket == "search" else state.general
         window = windows.setdefault(token, _Window())
         if used >= cfg.daily_limit:
-            headers = _headers(cfg, used, window.remaining(now, limit, interval), limit, interval)
+            headers = _headers(cfg, bucket, used, window.remaining(now, limit, interval), limit, interval)
             ctx.counters.incr("hubspot.bucket.daily.429")
             return (
                 _error(
@@ -292,37 +373,65 @@ def _guard(req: ApiRequest, ctx: SandboxContext, bucket: str) -> tuple[ApiRespon
         if not accepted:
             state.rejections[bucket] += 1
             n = state.rejections[bucket]
-            headers = _headers(cfg, used, 0, limit, interval)
+            headers = _headers(cfg, bucket, used, 0, limit, interval)
             if (n - 1) % max(cfg.retry_after_every, 1) == 0:
                 headers["Retry-After"] = str(max(1, math.ceil(wait)))
             ctx.counters.incr(f"hubspot.bucket.{bucket}.429")
+            # The search endpoints' 429 names no policy (their limit is not one of the app's policies).
+            extra = {} if bucket == "search" else {"policyName": policy}
             return (
-                _error(
-                    429,
-                    "RATE_LIMITS",
-                    message,
-                    headers,
-                    errorType="RATE_LIMIT",
-                    policyName=policy,
-                ),
+                _error(429, "RATE_LIMITS", message, headers, errorType="RATE_LIMIT", **extra),
                 headers,
             )
         used += 1
         state.daily[token] = (day, used)
+        secondly_remaining = 0
+        if bucket != "search":
+            secondly = state.secondly.setdefault(token, _Window())
+            secondly_limit = _secondly_limit(cfg)
+            # Reported, not enforced: the rolling ten-second window is the limit that answers 429.
+            secondly.times.append(now)
+            secondly_remaining = secondly.remaining(now, secondly_limit, 1.0)
     ctx.counters.incr(f"hubspot.bucket.{bucket}.served")
     ctx.counters.incr("hubspot.bucket.daily.served")
-    return None, _headers(cfg, used, remaining, limit, interval)
+    return None, _headers(cfg, bucket, used, remaining, limit, interval, secondly_remaining)
+
+
+def _secondly_limit(cfg: HubSpotSandboxConfig) -> int:
+    return max(1, math.ceil(cfg.general_max / max(cfg.general_interval_ms / 1000.0, 0.001)))
+
+
+def _legacy_scope(scope: str) -> str:
+    """The old scope name HubSpot's older 403 shape gives for a granular one."""
+    if scope.startswith("crm.objects.contacts"):
+        return "contacts"
+    if scope.startswith("crm.schemas."):
+        return "crm.schemas." + scope.split(".")[2] + ".read"
+    return scope
 
 
 def _headers(
-    cfg: HubSpotSandboxConfig, used: int, remaining: int, limit: int, interval: float
+    cfg: HubSpotSandboxConfig,
+    bucket: str,
+    used: int,
+    remaining: int,
+    limit: int,
+    interval: float,
+    secondly_remaining: int | None = None,
 ) -> dict[str, str]:
+    if bucket == "search":
+        # HubSpot's search answers carry no X-HubSpot-RateLimit-* headers at all.
+        return {}
     return {
         "X-HubSpot-RateLimit-Daily": str(cfg.daily_limit),
         "X-HubSpot-RateLimit-Daily-Remaining": str(max(cfg.daily_limit - used, 0)),
         "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(interval * 1000)),
         "X-HubSpot-RateLimit-Max": str(limit),
         "X-HubSpot-RateLimit-Remaining": str(remaining),
+        "X-HubSpot-RateLimit-Secondly": str(_secondly_limit(cfg)),
+        "X-HubSpot-RateLimit-Secondly-Remaining": str(
+            _secondly_limit(cfg) if secondly_remaining is None else secondly_remaining
+        ),
     }
 
 
@@ -372,10 +481,9 @@ def _schema(ctx: SandboxContext, object_type: str) -> _Schema:
 
 
 def _fingerprint(ctx: SandboxContext, object_type: str) -> tuple[Any, ...]:
-    """What the id and merge caches depend on. Which ids exist, are archived or merged is fixed when a
-    store is built (``touch_contacts`` changes modification dates and stages only), so the store's
-    identity is enough and no query runs on the hot path."""
-    return (id(ctx.store), object_type)
+    """What the id, merge and association caches depend on: the store's identity and its ``version``
+    (bumped by the helpers that create records or change merges; edits of properties do not)."""
+    return (id(ctx.store), getattr(ctx.store, "version", 0), object_type)
 
 
 _cursors = threading.local()
@@ -389,6 +497,28 @@ def _cursor(ctx: SandboxContext) -> Any:
     return held[1]
 
 
+def _has_column(ctx: SandboxContext, table: str, column: str) -> bool:
+    cache = _state(ctx)["cache"]
+    key = ("has_column", id(ctx.store), table, column)
+    if key not in cache:
+        cache[key] = bool(
+            _cursor(ctx)
+            .execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+                [table, column],
+            )
+            .fetchall()[0][0]
+        )
+    return bool(cache[key])
+
+
+def _not_merged(ctx: SandboxContext, object_type: str, alias: str = "") -> str:
+    """SQL that leaves out merged-away records (of any object type whose table records merges)."""
+    if _has_column(ctx, TABLE_OF[object_type], "merged_into"):
+        return f"AND {alias}merged_into IS NULL"
+    return ""
+
+
 def _live_ids(ctx: SandboxContext, object_type: str, archived: bool) -> np.ndarray:
     """Sorted ids a list request pages over, cached per store (see ``_fingerprint``)."""
     cache = _state(ctx)["cache"]
@@ -398,27 +528,31 @@ def _live_ids(ctx: SandboxContext, object_type: str, archived: bool) -> np.ndarr
     if hit is not None and hit[0] == fp:
         return hit[1]
     table = TABLE_OF[object_type]
-    not_merged = "AND merged_into IS NULL" if object_type == "contacts" else ""
     cur = _cursor(ctx)
     ids = cur.execute(
-        f"SELECT id FROM {table} WHERE archived = ? {not_merged} ORDER BY id", [archived]
+        f"SELECT id FROM {table} WHERE archived = ? {_not_merged(ctx, object_type)} ORDER BY id", [archived]
     ).fetchnumpy()["id"]
     ids = np.asarray(ids, dtype=np.int64)
     cache[key] = (fp, ids)
     return ids
 
 
-def _merge_map(ctx: SandboxContext) -> tuple[dict[int, int], dict[int, str]]:
-    """(loser id -> survivor id, survivor id -> "id;id" of the ids merged into it)."""
+def _merge_map(ctx: SandboxContext, object_type: str = "contacts") -> tuple[dict[int, int], dict[int, str]]:
+    """(loser id -> survivor id, survivor id -> "id;id" of the ids merged into it) for one object type."""
     cache = _state(ctx)["cache"]
-    fp = _fingerprint(ctx, "contacts")
-    hit = cache.get("merges")
+    fp = _fingerprint(ctx, object_type)
+    key = ("merges", object_type)
+    hit = cache.get(key)
     if hit is not None and hit[0] == fp:
         return hit[1], hit[2]
-    cur = _cursor(ctx)
-    rows = cur.execute(
-        "SELECT id, merged_into FROM contacts WHERE merged_into IS NOT NULL ORDER BY id"
-    ).fetchall()
+    table = TABLE_OF[object_type]
+    rows: list[tuple[Any, Any]] = []
+    if _has_column(ctx, table, "merged_into"):
+        rows = (
+            _cursor(ctx)
+            .execute(f"SELECT id, merged_into FROM {table} WHERE merged_into IS NOT NULL ORDER BY id")
+            .fetchall()
+        )
     loser_to_survivor = {int(a): int(b) for a, b in rows}
     # A survivor may itself have been merged later: follow the chain to the live record.
     for loser, survivor in list(loser_to_survivor.items()):
@@ -431,8 +565,58 @@ def _merge_map(ctx: SandboxContext) -> tuple[dict[int, int], dict[int, str]]:
     for loser, survivor in loser_to_survivor.items():
         merged_ids.setdefault(survivor, []).append(loser)
     text = {s: ";".join(str(i) for i in sorted(ls)) for s, ls in merged_ids.items()}
-    cache["merges"] = (fp, loser_to_survivor, text)
+    cache[key] = (fp, loser_to_survivor, text)
     return loser_to_survivor, text
+
+
+_LINK_SQL = {
+    # (from, to) -> SQL of (from_id, to_id) pairs between live records; merged-away records' links are
+    # carried by their survivor (COALESCE(merged_into, id)), as HubSpot moves associations on a merge.
+    ("deals", "contacts"): """
+        SELECT d.id, coalesce(c.merged_into, c.id) FROM deals d JOIN contacts c ON c.id = d.contact_id
+        WHERE NOT d.archived {deal_live}""",
+    ("contacts", "companies"): """
+        SELECT coalesce(c.merged_into, c.id), coalesce(co.merged_into, co.id)
+        FROM contacts c JOIN companies co ON co.id = c.associatedcompanyid""",
+    ("deals", "companies"): """
+        SELECT d.id, coalesce(co.merged_into, co.id) FROM deals d JOIN contacts c ON c.id = d.contact_id
+        JOIN companies co ON co.id = c.associatedcompanyid WHERE NOT d.archived {deal_live}""",
+}
+
+
+def _links(ctx: SandboxContext, from_type: str, to_type: str) -> dict[int, list[int]]:
+    """Associated ids of every record of ``from_type`` (live records only), cached per store."""
+    cache = _state(ctx)["cache"]
+    fp = (_fingerprint(ctx, from_type), _fingerprint(ctx, to_type))
+    key = ("links", from_type, to_type)
+    hit = cache.get(key)
+    if hit is not None and hit[0] == fp:
+        return hit[1]
+    pair, reverse = (from_type, to_type), False
+    if pair not in _LINK_SQL:
+        pair, reverse = (to_type, from_type), True
+    links: dict[int, list[int]] = {}
+    if pair in _LINK_SQL:
+        sql = _LINK_SQL[pair]
+        # Tables without merge columns (older stores) have nothing to resolve.
+        for table in ("contacts", "companies", "deals"):
+            if not _has_column(ctx, table, "merged_into"):
+                alias = {"contacts": "c", "companies": "co", "deals": "d"}[table]
+                sql = sql.replace(f"coalesce({alias}.merged_into, {alias}.id)", f"{alias}.id")
+        sql = sql.format(deal_live=_not_merged(ctx, "deals", "d."))
+        pairs: set[tuple[int, int]] = set()
+        for a, b in _cursor(ctx).execute(sql).fetchall():
+            if a is None or b is None:
+                continue
+            pairs.add((int(b), int(a)) if reverse else (int(a), int(b)))
+        for a, b in sorted(pairs):
+            links.setdefault(a, []).append(b)
+    cache[key] = (fp, links)
+    return links
+
+
+def _association_type(from_type: str, to_type: str) -> str:
+    return f"{SINGULAR[from_type]}_to_{SINGULAR[to_type]}"
 
 
 def _requested_properties(object_type: str, schema: _Schema, names: list[str] | None) -> list[str]:
@@ -450,6 +634,43 @@ def _requested_properties(object_type: str, schema: _Schema, names: list[str] | 
     return out
 
 
+def _search_source(ctx: SandboxContext, object_type: str) -> str:
+    """The relation search reads: the table as the search index sees it.
+
+    An edit or create stamped at or after the store's end instant reaches the index ``search_lag_seconds``
+    (or the record's override) after its last-modified instant, on the server's clock; until then the
+    index holds the record's previous version (``<table>__prior``, kept by the store's touch helpers) or,
+    for a record created since, nothing. The generated history before the store's end is indexed.
+    """
+    cfg = _cfg(ctx)
+    table = TABLE_OF[object_type]
+    end = getattr(ctx.store, "end_instant_utc", None)
+    overrides = {int(i): float(v) for (t, i), v in cfg.search_lag_overrides.items() if t == object_type}
+    if end is None or (cfg.search_lag_seconds <= 0 and not overrides):
+        return table
+    end_ms = int(end.replace(tzinfo=dt.UTC).timestamp() * 1000)
+    now_ms = int(ctx.clock() * 1000)
+    lag_ms = int(cfg.search_lag_seconds * 1000)
+    modified = f'epoch_ms("{LAST_MODIFIED[object_type]}")'
+    # Numbers only (ints formatted here), never request text.
+    lag_sql = str(lag_ms)
+    if overrides:
+        cases = " ".join(f"WHEN {i} THEN {int(v * 1000)}" for i, v in sorted(overrides.items()))
+        lag_sql = f"CASE id {cases} ELSE {lag_ms} END"
+    pending = f"({modified} >= {end_ms} AND {modified} + {lag_sql} > {now_ms})"
+    if overrides:
+        ids = ", ".join(str(i) for i in sorted(overrides))
+        pending = f"({pending} OR (id IN ({ids}) AND {modified} + {lag_sql} > {now_ms}))"
+    prior = f"{table}__prior"
+    if prior in getattr(ctx.store, "prior_tables", set()):
+        return (
+            f"(SELECT * FROM {table} WHERE NOT {pending} UNION ALL "
+            f"SELECT p.* EXCLUDE (_replaced_at) FROM {prior} AS p "
+            f"WHERE p.id IN (SELECT id FROM {table} WHERE {pending})) AS {table}"
+        )
+    return f"(SELECT * FROM {table} WHERE NOT {pending}) AS {table}"
+
+
 def _fetch_records(
     ctx: SandboxContext,
     object_type: str,
@@ -461,6 +682,7 @@ def _fetch_records(
     offset: int = 0,
     associations: list[str] | None = None,
     archived: bool = False,
+    source: str | None = None,
 ) -> list[dict[str, Any]]:
     schema = _schema(ctx, object_type)
     served = [p for p in props if p in schema.columns]
@@ -470,29 +692,21 @@ def _fetch_records(
         f"strftime({schema.modified}, '%Y-%m-%dT%H:%M:%S.%gZ')",
     ]
     select += [schema.value_sql(p) for p in served]
-    wants_contacts = object_type == "deals" and associations and "contacts" in associations
-    if wants_contacts:
-        select.append("contact_id")
-    sql = f"SELECT {', '.join(select)} FROM {TABLE_OF[object_type]} WHERE {where} ORDER BY {order}"
+    sql = f"SELECT {', '.join(select)} FROM {source or TABLE_OF[object_type]} WHERE {where} ORDER BY {order}"
     if limit is not None:
         sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
     rows = _cursor(ctx).execute(sql, params).fetchall()
     merged_text: dict[int, str] = {}
-    loser_to_survivor: dict[int, int] = {}
-    if object_type == "contacts" or wants_contacts:
-        loser_to_survivor, merged_text = _merge_map(ctx)
-    deals_of: dict[int, list[int]] = {}
-    if object_type == "contacts" and associations and "deals" in associations and rows:
-        ids = [r[0] for r in rows]
-        for deal_id, contact_id in (
-            _cursor(ctx)
-            .execute(
-                "SELECT id, contact_id FROM deals WHERE NOT archived AND contact_id IN (SELECT unnest(?)) ORDER BY id",
-                [ids],
-            )
-            .fetchall()
-        ):
-            deals_of.setdefault(int(contact_id), []).append(int(deal_id))
+    if "hs_merged_object_ids" in props and "hs_merged_object_ids" not in schema.columns:
+        merged_text = _merge_map(ctx, object_type)[1]
+    wanted_links = {
+        to_type: _links(ctx, object_type, to_type)
+        for to_type in dict.fromkeys(OBJECT_ALIASES.get(a, a) for a in associations or [])
+        if to_type in OBJECT_TYPES and to_type != object_type
+    }
+    company_survivor: dict[int, int] = {}
+    if "associatedcompanyid" in served:
+        company_survivor = _merge_map(ctx, "companies")[0]
     out = []
     n_served = len(served)
     for row in rows:
@@ -500,12 +714,12 @@ def _fetch_records(
         # Properties the object type does not have are left out, as HubSpot ignores them.
         properties: dict[str, Any] = dict(zip(served, row[3 : 3 + n_served], strict=True))
         properties["hs_object_id"] = str(rid)
-        if (
-            object_type == "contacts"
-            and "hs_merged_object_ids" in props
-            and "hs_merged_object_ids" not in schema.columns
-        ):
+        if merged_text:
             properties["hs_merged_object_ids"] = merged_text.get(rid)
+        if company_survivor and properties.get("associatedcompanyid"):
+            # The association (and this property) follows a merged company to its survivor.
+            company = int(properties["associatedcompanyid"])
+            properties["associatedcompanyid"] = str(company_survivor.get(company, company))
         record: dict[str, Any] = {
             "id": str(rid),
             "properties": properties,
@@ -515,19 +729,34 @@ def _fetch_records(
         }
         if archived:
             record["archivedAt"] = row[2]
-        if wants_contacts:
-            contact_id = row[-1]
-            if contact_id is not None:
-                survivor = loser_to_survivor.get(int(contact_id), int(contact_id))
-                record["associations"] = {
-                    "contacts": {"results": [{"id": str(survivor), "type": "deal_to_contact"}]}
-                }
-        if deals_of.get(rid):
-            record["associations"] = {
-                "deals": {"results": [{"id": str(d), "type": "contact_to_deal"} for d in deals_of[rid]]}
+        assoc = {
+            to_type: {
+                "results": [
+                    {"id": str(t), "type": _association_type(object_type, to_type)} for t in links[rid]
+                ]
             }
+            for to_type, links in wanted_links.items()
+            if links.get(rid)
+        }
+        if assoc:
+            record["associations"] = assoc
         out.append(record)
     return out
+
+
+def _encode_after(next_id: int) -> str:
+    """An opaque list cursor, as HubSpot's are: clients pass it back and must not parse it."""
+    return base64.urlsafe_b64encode(f"sbx:{next_id}".encode()).decode().rstrip("=")
+
+
+def _decode_after(text: str) -> int | None:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not raw.startswith("sbx:") or not raw[4:].isdigit():
+        return None
+    return int(raw[4:])
 
 
 def _split_multi(values: list[str] | None) -> list[str]:
@@ -569,10 +798,10 @@ def _list_objects(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
     after_raw = req.query_one("after")
     after = 0
     if after_raw:
-        try:
-            after = int(after_raw)
-        except ValueError:
-            return _bad_request(f"Invalid after value {after_raw!r}", headers)
+        decoded = _decode_after(after_raw)
+        if decoded is None:
+            return _bad_request(f"Invalid after value {after_raw!r}: not a cursor this API issued", headers)
+        after = decoded
     props = _requested_properties(
         object_type, _schema(ctx, object_type), _split_multi(req.query.get("properties"))
     )
@@ -583,11 +812,10 @@ def _list_objects(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
     results: list[dict[str, Any]] = []
     if len(page_ids):
         lo, hi = int(page_ids[0]), int(page_ids[-1])
-        not_merged = "AND merged_into IS NULL" if object_type == "contacts" else ""
         results = _fetch_records(
             ctx,
             object_type,
-            f"id BETWEEN ? AND ? AND archived = ? {not_merged}",
+            f"id BETWEEN ? AND ? AND archived = ? {_not_merged(ctx, object_type)}",
             [lo, hi, archived],
             props,
             associations=associations,
@@ -595,7 +823,7 @@ def _list_objects(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
         )
     body: dict[str, Any] = {"results": results}
     if start + limit < len(ids):
-        next_after = str(int(page_ids[-1]) + 1)
+        next_after = _encode_after(int(page_ids[-1]) + 1)
         query = {k: v for k, v in req.query.items() if k != "after"}
         query["after"] = [next_after]
         link = f"{ctx.base_url}{req.path}?{urlencode(query, doseq=True)}"
@@ -625,17 +853,15 @@ def _get_object(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
         object_id = int(req.path_params["object_id"])
     except ValueError:
         return _error(404, "OBJECT_NOT_FOUND", "resource not found", headers)
-    if object_type == "contacts":
-        object_id = _merge_map(ctx)[0].get(object_id, object_id)
+    object_id = _merge_map(ctx, object_type)[0].get(object_id, object_id)
     archived = (req.query_one("archived", "false") or "false").lower() == "true"
     props = _requested_properties(
         object_type, _schema(ctx, object_type), _split_multi(req.query.get("properties"))
     )
-    not_merged = "AND merged_into IS NULL" if object_type == "contacts" else ""
     found = _fetch_records(
         ctx,
         object_type,
-        f"id = ? AND archived = ? {not_merged}",
+        f"id = ? AND archived = ? {_not_merged(ctx, object_type)}",
         [object_id, archived],
         props,
         associations=_split_multi(req.query.get("associations")),
@@ -724,7 +950,10 @@ def _search(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
             f"There was a problem with the request. Cannot page beyond {cfg.search_result_cap} results.",
             headers,
         )
-    groups = body.get("filterGroups") or []
+    groups = list(body.get("filterGroups") or [])
+    if body.get("filters"):
+        # A top-level "filters" list is one more group of ANDed filters, as HubSpot reads it.
+        groups.append({"filters": list(body.get("filters") or [])})
     if len(groups) > 5 or any(len(g.get("filters") or []) > 6 for g in groups):
         return _bad_request("Too many filter groups or filters: at most 5 groups of 6 filters", headers)
     params: list[Any] = []
@@ -736,8 +965,7 @@ def _search(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
                 group_sql.append("(" + " AND ".join(parts) + ")")
     except (ValueError, TypeError) as exc:
         return _bad_request(f"There was a problem with the request. {exc}", headers)
-    not_merged = "AND merged_into IS NULL" if object_type == "contacts" else ""
-    where = f"NOT archived {not_merged}"
+    where = f"NOT archived {_not_merged(ctx, object_type)}"
     if group_sql:
         where += " AND (" + " OR ".join(group_sql) + ")"
     order = "id"
@@ -756,13 +984,12 @@ def _search(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
         if name not in schema.columns and name != "hs_object_id":
             return _bad_request(f"Unknown sort property {name!r}", headers)
         order = f"{_column_sql(schema, name)} {direction} NULLS LAST, id {direction}"
-    total = int(
-        _cursor(ctx)
-        .execute(f"SELECT count(*) FROM {TABLE_OF[object_type]} WHERE {where}", params)
-        .fetchall()[0][0]
-    )
+    source = _search_source(ctx, object_type)
+    total = int(_cursor(ctx).execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchall()[0][0])
     props = _requested_properties(object_type, schema, list(body.get("properties") or []))
-    results = _fetch_records(ctx, object_type, where, params, props, order=order, limit=limit, offset=offset)
+    results = _fetch_records(
+        ctx, object_type, where, params, props, order=order, limit=limit, offset=offset, source=source
+    )
     out: dict[str, Any] = {"total": total, "results": results}
     if offset + limit < total:
         out["paging"] = {"next": {"after": str(offset + limit)}}
@@ -793,16 +1020,15 @@ def _batch_read(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
             wanted.append(int(str(item.get("id"))))
         except ValueError:
             bad.append(str(item.get("id")))
-    resolve = _merge_map(ctx)[0] if object_type == "contacts" else {}
+    resolve = _merge_map(ctx, object_type)[0]
     resolved = [resolve.get(i, i) for i in wanted]
     props = _requested_properties(object_type, _schema(ctx, object_type), list(body.get("properties") or []))
-    not_merged = "AND merged_into IS NULL" if object_type == "contacts" else ""
     unique = sorted(set(resolved))
     found = (
         _fetch_records(
             ctx,
             object_type,
-            f"id IN (SELECT unnest(?)) AND archived = ? {not_merged}",
+            f"id IN (SELECT unnest(?)) AND archived = ? {_not_merged(ctx, object_type)}",
             [unique, archived],
             props,
             archived=archived,
@@ -1005,7 +1231,8 @@ def _stage(stage_id: str, label: str, order: int, metadata: dict[str, str]) -> d
 
 
 def _associations_batch_read(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
-    """v4 batch read of associations (deals <-> contacts), as search answers carry none."""
+    """v4 batch read of associations between any two of contacts, companies and deals (search answers
+    carry none). Merged-away ids read as their survivor, whose links include the ones moved to it."""
     from_type, to_type = req.path_params["object_type"], req.path_params["to_type"]
     error, headers = _guard(req, ctx, "general")
     if error:
@@ -1019,42 +1246,91 @@ def _associations_batch_read(req: ApiRequest, ctx: SandboxContext) -> ApiRespons
         wanted = [int(str(i.get("id"))) for i in inputs]
     except (ValueError, AttributeError):
         return _bad_request("Invalid input JSON on line 1", headers)
-    if len(wanted) > cfg.batch_read_max:
-        return _bad_request(f"Batch input must contain at most {cfg.batch_read_max} inputs", headers)
-    loser_to_survivor, _ = _merge_map(ctx)
-    cur = _cursor(ctx)
-    links: dict[int, list[int]] = {}
-    if from_type == "deals":
-        rows = cur.execute(
-            "SELECT id, contact_id FROM deals WHERE id IN (SELECT unnest(?)) AND contact_id IS NOT NULL",
-            [wanted],
-        ).fetchall()
-        for deal_id, contact_id in rows:
-            links.setdefault(int(deal_id), []).append(loser_to_survivor.get(int(contact_id), int(contact_id)))
-        type_id = 3
-    else:
-        resolved = {loser_to_survivor.get(i, i): i for i in wanted}
-        rows = cur.execute(
-            "SELECT COALESCE(c.merged_into, d.contact_id), d.id FROM deals d "
-            "LEFT JOIN contacts c ON c.id = d.contact_id WHERE NOT d.archived",
-        ).fetchall()
-        for contact_id, deal_id in rows:
-            if contact_id is not None and int(contact_id) in resolved:
-                links.setdefault(resolved[int(contact_id)], []).append(int(deal_id))
-        type_id = 4
-    results = [
-        {
-            "from": {"id": str(i)},
-            "to": [
-                {
-                    "toObjectId": t,
-                    "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}],
-                }
-                for t in sorted(set(links[i]))
-            ],
-        }
-        for i in wanted
-        if links.get(i)
-    ]
+    if len(wanted) > cfg.association_batch_max:
+        return _bad_request(f"Batch input must contain at most {cfg.association_batch_max} inputs", headers)
+    resolve = _merge_map(ctx, from_type)[0]
+    links = _links(ctx, from_type, to_type)
+    type_id = ASSOCIATION_TYPE_IDS[(from_type, to_type)]
+    results = []
+    for i in wanted:
+        targets = links.get(resolve.get(i, i))
+        if not targets:
+            continue
+        results.append(
+            {
+                "from": {"id": str(i)},
+                "to": [
+                    {
+                        "toObjectId": t,
+                        "associationTypes": [
+                            {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}
+                        ],
+                    }
+                    for t in targets
+                ],
+            }
+        )
     body = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now_iso(ctx)}
     return _with(headers, ApiResponse(200, body))
+
+
+def _schemas(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
+    """Custom object schemas: the sandbox portal has none, so an empty list (what HubSpot answers then)."""
+    error, headers = _guard(req, ctx, "general")
+    if error:
+        return error
+    return _with(headers, ApiResponse(200, {"results": []}))
+
+
+def _legacy_properties(req: ApiRequest, ctx: SandboxContext) -> ApiResponse:
+    """The legacy properties API (``/properties/v2/{object}/properties``): a bare JSON array of property
+    definitions, timestamps in epoch milliseconds."""
+    object_type = req.path_params["object_type"]
+    error, headers = _guard(req, ctx, "general")
+    if error:
+        return error
+    out = []
+    for d in _property_definitions(ctx, object_type):
+        meta = d.get("modificationMetadata") or {}
+        out.append(
+            {
+                "name": d["name"],
+                "label": d["label"],
+                "description": d["description"],
+                "groupName": d["groupName"],
+                "type": d["type"],
+                "fieldType": d["fieldType"],
+                "options": [
+                    {k: o[k] for k in ("label", "value", "displayOrder", "hidden")}
+                    | {"description": None, "readOnly": False}
+                    for o in d["options"]
+                ],
+                "displayOrder": d["displayOrder"],
+                "calculated": d["calculated"],
+                "externalOptions": d["externalOptions"],
+                "hasUniqueValue": d["hasUniqueValue"],
+                "hidden": d["hidden"],
+                "hubspotDefined": d["hubspotDefined"],
+                "readOnlyValue": meta.get("readOnlyValue", True),
+                "readOnlyDefinition": meta.get("readOnlyDefinition", True),
+                "mutableDefinitionNotDeletable": True,
+                "formField": d["formField"],
+                "favorited": False,
+                "favoritedOrder": -1,
+                "displayMode": "current_value",
+                "showCurrencySymbol": None,
+                "createdUserId": None,
+                "updatedUserId": None,
+                "searchableInGlobalSearch": False,
+                "numberDisplayHint": None,
+                "textDisplayHint": None,
+                "optionsAreMutable": None,
+                "referencedObjectType": None,
+                "deleted": False,
+                "createdAt": 1577836800000,
+                "updatedAt": 1577836800000,
+                "searchTextAnalysisMode": None,
+                "currencyPropertyName": None,
+            }
+        )
+    return _with(headers, ApiResponse(200, out))

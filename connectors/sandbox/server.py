@@ -79,7 +79,21 @@ class Route:
         return m.groupdict() if m else None
 
 
-FAULT_KINDS = ("429", "429_no_retry_after", "500", "502", "503", "slow", "drop", "malformed", "401", "403")
+FAULT_KINDS = (
+    "429",
+    "429_no_retry_after",
+    "500",
+    "502",
+    "503",
+    "slow",
+    "drop",
+    "malformed",
+    "401",
+    "403",
+    "403_service_disabled",  # GA4: the Data API is not enabled in the credentials' Cloud project
+    "429_project_rate",  # GA4: the Cloud project's per-minute request quota (ErrorInfo RATE_LIMIT_EXCEEDED)
+)
+SANDBOX_CLOUD_PROJECT = "123456789012"
 
 
 @dataclass
@@ -202,7 +216,54 @@ def hubspot_error(category: str, message: str, **extra: Any) -> dict[str, Any]:
     return body
 
 
+def _google_error_info(
+    code: int, status: str, message: str, reason: str, metadata: dict[str, str]
+) -> dict[str, Any]:
+    body = google_error(code, status, message)
+    body["error"]["details"] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": reason,
+            "domain": "googleapis.com",
+            "metadata": metadata,
+        }
+    ]
+    return body
+
+
 def _fault_response(kind: str, api: str, plan: FaultPlan) -> ApiResponse:
+    if kind == "403_service_disabled":
+        project = SANDBOX_CLOUD_PROJECT
+        return ApiResponse(
+            403,
+            _google_error_info(
+                403,
+                "PERMISSION_DENIED",
+                f"Google Analytics Data API has not been used in project {project} before or it is disabled. "
+                "Enable it by visiting https://console.developers.google.com/apis/api/analyticsdata.googleapis.com/"
+                f"overview?project={project} then retry. If you enabled this API recently, wait a few minutes for "
+                "the action to propagate to our systems and retry.",
+                "SERVICE_DISABLED",
+                {"consumer": f"projects/{project}", "service": "analyticsdata.googleapis.com"},
+            ),
+        )
+    if kind == "429_project_rate":
+        return ApiResponse(
+            429,
+            _google_error_info(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute' of service "
+                f"'analyticsdata.googleapis.com' for consumer 'project_number:{SANDBOX_CLOUD_PROJECT}'.",
+                "RATE_LIMIT_EXCEEDED",
+                {
+                    "consumer": f"projects/{SANDBOX_CLOUD_PROJECT}",
+                    "quota_metric": "analyticsdata.googleapis.com/requests",
+                    "service": "analyticsdata.googleapis.com",
+                },
+            ),
+            {"Retry-After": str(plan.retry_after_seconds)},
+        )
     if kind in ("429", "429_no_retry_after"):
         headers = {"Retry-After": str(plan.retry_after_seconds)} if kind == "429" else {}
         if api == "ga4":
@@ -311,7 +372,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         route, params = sandbox.find_route(self.command, parts.path)
         if route is None:
-            self._send(ApiResponse(404, {"error": {"code": 404, "message": f"No route for {parts.path}"}}))
+            self._send(sandbox.unknown_route(self.command, parts.path))
             return
         request = ApiRequest(
             method=self.command,
@@ -440,6 +501,7 @@ class SandboxServer:
         self.ctx = SandboxContext(store, self.config)
         self.faults = _FaultState()
         self.routes: list[Route] = []
+        self._apis = tuple(apis)
         for api in apis:
             module = _load_api_module(api)
             if module is None:
@@ -465,6 +527,23 @@ class SandboxServer:
             if params is not None:
                 return route, params
         return None, {}
+
+    def unknown_route(self, method: str, path: str) -> ApiResponse:
+        """The owning API's own answer to a path no route serves, counted (``<api>.unknown_routes`` and
+        ``unknown_route.<METHOD> <path>``) so a test sees what a foreign client asked for."""
+        api = "ga4" if path.startswith("/v1") else "hubspot"
+        module = _load_api_module(api) if api in self._apis else None
+        answer = getattr(module, "unknown_route", None)
+        if callable(answer):
+            response: ApiResponse = answer(method, path)
+        elif api == "ga4":
+            response = ApiResponse(404, google_error(404, "NOT_FOUND", f"Method not found: {method} {path}"))
+        else:
+            response = ApiResponse(404, hubspot_error("OBJECT_NOT_FOUND", f"No route for {method} {path}"))
+        self.ctx.counters.incr(f"{api}.unknown_routes")
+        self.ctx.counters.incr(f"unknown_route.{method} {path}")
+        self.ctx.counters.record(api, "unknown", response.status)
+        return response
 
     def set_faults(self, plan: FaultPlan | None) -> None:
         with self.faults.lock:

@@ -88,7 +88,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from connectors.sandbox import store_gen, store_hostile, store_realism
+from connectors.sandbox import (
+    store_gen,
+    store_hostile,
+    store_lifecycle,
+    store_live,
+    store_merges,
+    store_realism,
+)
 from connectors.sandbox import store_model as m
 from connectors.sandbox.store_gen import (
     EVENT_COLUMNS,
@@ -269,7 +276,7 @@ class StoreTruth:
                 SELECT timezone($tz, timezone('UTC', d.closedate))::DATE AS date, c.channel,
                     count(*)::BIGINT AS deals_won, sum(d.amount) AS won_amount
                 FROM deals d JOIN contact_channel c ON c.id = d.contact_id
-                WHERE d.dealstage = 'closedwon' GROUP BY ALL
+                WHERE d.dealstage = 'closedwon' AND d.merged_into IS NULL GROUP BY ALL
             ),
             web AS (
                 SELECT date, channel, count(*)::BIGINT AS sessions, sum(generate_lead)::BIGINT AS ga4_leads
@@ -346,6 +353,10 @@ class Store:
         self.truth = StoreTruth(self)
         self._lock = threading.Lock()
         self._touches = 0
+        # Live changes (store_live): prior versions kept for the lagging search index, a version counter.
+        self._live_changes = 0
+        self.version = 0
+        self.prior_tables: set[str] = set()
 
     def close(self) -> None:
         """Close the connection and remove temporary files (also done when the store is garbage-collected)."""
@@ -374,10 +385,26 @@ class Store:
             digest.update(f"{table}|{','.join(cols)}|{n}|{total}|{xor}\n".encode())
         return digest.hexdigest()
 
+    def touch(
+        self,
+        object_type: str,
+        fraction: float = 0.01,
+        at: dt.datetime | str | None = None,
+        spread: dt.timedelta = dt.timedelta(hours=1),
+        ids: list[int] | None = None,
+    ) -> list[int]:
+        """Edits ``fraction`` of the live contacts, deals or companies (or ``ids``) at ``at`` (None: the
+        store's end; "now": the real clock); see ``store_live.touch``."""
+        return store_live.touch(self, object_type, fraction, at, spread, ids)
+
+    def create_contacts(self, n: int, at: dt.datetime | str | None = None) -> list[int]:
+        """Creates ``n`` contacts (an offline import) at ``at``; see ``store_live.create_contacts``."""
+        return store_live.create_contacts(self, n, at)
+
     def touch_contacts(
         self,
         fraction: float = 0.01,
-        at: dt.datetime | None = None,
+        at: dt.datetime | str | None = None,
         spread: dt.timedelta = dt.timedelta(hours=1),
     ) -> list[int]:
         """Modify a deterministic subset of live contacts, as a day of CRM activity would.
@@ -390,9 +417,7 @@ class Store:
         """
         if not 0 < fraction <= 1:
             raise ValueError("fraction must be in (0, 1]")
-        at = self.end_instant_utc if at is None else at
-        if at.tzinfo is not None:
-            at = at.astimezone(dt.UTC).replace(tzinfo=None)
+        at = store_live.resolve_at(self, at)  # None: the store's end; "now": the real clock
         with self._lock:
             self._touches += 1
             rng = np.random.default_rng([self.seed, 7_919, self._touches])
@@ -420,6 +445,7 @@ class Store:
                     "promote": promote,
                 }
             )
+            store_live.keep_prior(cur, self, "contacts", chosen.tolist())  # what lagging search still sees
             cur.register("touched_contacts", touched)
             cur.execute("BEGIN")
             cur.execute(
@@ -528,7 +554,7 @@ def _expose_in_default_catalog(con: duckdb.DuckDBPyConnection) -> None:
 def _generator_digest() -> str:
     """Hash of the generator's source: a cached file from an older model is never reused."""
     digest = hashlib.sha256()
-    for module in (store_gen, m, store_hostile, store_realism):
+    for module in (store_gen, m, store_hostile, store_realism, store_lifecycle, store_merges):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()
 

@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from connectors.sandbox import store_hostile, store_realism
+from connectors.sandbox import store_hostile, store_lifecycle, store_merges, store_realism
 from connectors.sandbox import store_model as m
 
 CHUNK_DAYS = 28  # fixed, part of the determinism contract: changing it changes every store
@@ -368,6 +368,9 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
     _populate_crm(con, rng, params, state)
     # A few hostile public values (UTM campaigns, a landing page, a form name); own RNG stream (seed, 13).
     store_hostile.plant(con, params.seed, params.start_date, params.end_date)
+    # Realism that draws from its own RNG streams (the main stream above is untouched by them).
+    store_lifecycle.apply_lifecycle_variants(con, params.seed)
+    store_merges.apply_merges(con, params.seed)
     create_events_view(con)
 
 

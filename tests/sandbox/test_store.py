@@ -97,6 +97,8 @@ DEALS_SCHEMA = {
     "hs_is_closed_won": "BOOLEAN",
     "hs_lastmodifieddate": "TIMESTAMP",
     "archived": "BOOLEAN",
+    "merged_into": "BIGINT",  # store_merges: merged-away duplicates point at their survivor
+    "hs_merged_object_ids": "VARCHAR",
 }
 COMPANIES_SCHEMA = {
     "id": "BIGINT",
@@ -106,6 +108,8 @@ COMPANIES_SCHEMA = {
     "createdate": "TIMESTAMP",
     "hs_lastmodifieddate": "TIMESTAMP",
     "archived": "BOOLEAN",
+    "merged_into": "BIGINT",
+    "hs_merged_object_ids": "VARCHAR",
 }
 EVENTS_COLUMNS = [
     "session_id",
@@ -299,10 +303,13 @@ def test_crm_funnel_truth(store):
         funnel["sessions"].sum() == counts["sessions"]
         and funnel["contacts_created"].sum() == counts["contacts"]
     )
-    assert funnel["opportunities"].sum() == counts["deals"]
+    # Merged-away duplicate deals (store_merges) are the same deal as their survivor.
+    assert funnel["opportunities"].sum() == scalar(
+        store, "SELECT count(*) FROM deals WHERE merged_into IS NULL"
+    )
     totals = funnel[["leads_entered", "mql", "sql", "opportunities", "customers"]].sum()
     assert totals.is_monotonic_decreasing and totals["customers"] > 100
-    won = scalar(store, "SELECT sum(amount) FROM deals WHERE dealstage = 'closedwon'")
+    won = scalar(store, "SELECT sum(amount) FROM deals WHERE dealstage = 'closedwon' AND merged_into IS NULL")
     assert abs(float(funnel["won_amount"].sum()) - float(won)) < 0.01
 
 
@@ -438,13 +445,20 @@ def test_lifecycle_stage_dates_are_ordered_and_bounded(store):
     ordered = " AND ".join(
         f"({a} IS NULL OR {b} IS NULL OR {a} < {b})" for i, a in enumerate(cols) for b in cols[i + 1 :]
     )
-    assert scalar(store, f"SELECT count(*) FROM contacts WHERE NOT ({ordered})") == 0
+    # store_lifecycle's variants break the textbook path on purpose (see test_lifecycle_variants).
+    moved_back = "(lifecyclestage = 'salesqualifiedlead' AND hs_v2_date_entered_opportunity IS NOT NULL)"
+    skipped = "(hs_v2_date_entered_marketingqualifiedlead IS NULL AND hs_v2_date_entered_salesqualifiedlead IS NOT NULL)"
+    reentered = (
+        "(lifecyclestage = 'marketingqualifiedlead' AND hs_v2_date_entered_subscriber IS NULL "
+        "AND hs_v2_date_entered_lead != createdate)"
+    )
+    assert scalar(store, f"SELECT count(*) FROM contacts WHERE NOT ({ordered}) AND NOT {moved_back}") == 0
     bounded = " AND ".join(f"coalesce({c} < $end, true)" for c in cols)
     assert scalar(store, f"SELECT count(*) FROM contacts WHERE NOT ({bounded})", {"end": end}) == 0
     assert scalar(store, "SELECT max(lastmodifieddate) < $end FROM contacts", {"end": end})
     # No gaps: entering a stage means having entered every earlier one (from lead on).
     gaps = " OR ".join(f"({b} IS NOT NULL AND {a} IS NULL)" for a, b in zip(cols[1:], cols[2:], strict=False))
-    assert scalar(store, f"SELECT count(*) FROM contacts WHERE {gaps}") == 0
+    assert scalar(store, f"SELECT count(*) FROM contacts WHERE ({gaps}) AND NOT {skipped}") == 0
     # lastmodifieddate >= every stage and conversion date; createdate is the first stage date.
     later = " AND ".join(f"coalesce(lastmodifieddate >= {c}, true)" for c in cols)
     assert (
@@ -457,7 +471,8 @@ def test_lifecycle_stage_dates_are_ordered_and_bounded(store):
     assert (
         scalar(
             store,
-            "SELECT count(*) FROM contacts WHERE coalesce(hs_v2_date_entered_subscriber, hs_v2_date_entered_lead) != createdate",
+            "SELECT count(*) FROM contacts WHERE coalesce(hs_v2_date_entered_subscriber, hs_v2_date_entered_lead) "
+            f"!= createdate AND NOT {reentered}",
         )
         == 0
     )
@@ -477,7 +492,13 @@ def test_lifecycle_stage_dates_are_ordered_and_bounded(store):
         )
         + " END"
     )
-    assert scalar(store, f"SELECT count(*) FROM contacts WHERE lifecyclestage != {last_entered}") == 0
+    assert (
+        scalar(
+            store,
+            f"SELECT count(*) FROM contacts WHERE lifecyclestage != {last_entered} AND NOT {moved_back}",
+        )
+        == 0
+    )
     stages = {r[0] for r in q(store, "SELECT DISTINCT lifecyclestage FROM contacts")}
     assert {"lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer"} <= stages
 
@@ -488,20 +509,25 @@ def test_deals_follow_opportunities(store):
         scalar(
             store,
             """
-        SELECT count(*) FROM contacts c FULL JOIN deals d ON d.contact_id = c.id
+        SELECT count(*) FROM contacts c FULL JOIN (SELECT * FROM deals WHERE merged_into IS NULL) d
+            ON d.contact_id = c.id
         WHERE (c.hs_v2_date_entered_opportunity IS NULL) != (d.id IS NULL)
            OR d.createdate != c.hs_v2_date_entered_opportunity
         """,
         )
         == 0
     )
-    assert scalar(store, "SELECT count(*) - count(DISTINCT contact_id) FROM deals") == 0
+    assert (
+        scalar(store, "SELECT count(*) - count(DISTINCT contact_id) FROM deals WHERE merged_into IS NULL")
+        == 0
+    )
     # Customers are exactly the contacts whose deal is closed won, on the close date.
     assert (
         scalar(
             store,
             """
-        SELECT count(*) FROM contacts c LEFT JOIN deals d ON d.contact_id = c.id
+        SELECT count(*) FROM contacts c LEFT JOIN (SELECT * FROM deals WHERE merged_into IS NULL) d
+            ON d.contact_id = c.id
         WHERE (c.hs_v2_date_entered_customer IS NOT NULL) != coalesce(d.dealstage = 'closedwon', false)
            OR (d.dealstage = 'closedwon' AND c.hs_v2_date_entered_customer != d.closedate)
         """,
@@ -703,3 +729,75 @@ def test_large_preset_scale():
         assert _independence_p(large, dimension) > 0.001
     assert len(large.touch_contacts(fraction=0.01)) > 10_000
     large.close()
+
+
+def test_lifecycle_variants(store):
+    """store_lifecycle: skipped, moved-back and re-entered stages, with the portal's date semantics."""
+    skipped = scalar(
+        store,
+        "SELECT count(*) FROM contacts WHERE hs_v2_date_entered_marketingqualifiedlead IS NULL "
+        "AND hs_v2_date_entered_salesqualifiedlead IS NOT NULL",
+    )
+    # Moved back from opportunity to SQL: the SQL date is the move (after the opportunity date, kept).
+    moved_back = scalar(
+        store,
+        "SELECT count(*) FROM contacts WHERE lifecyclestage = 'salesqualifiedlead' "
+        "AND hs_v2_date_entered_opportunity < hs_v2_date_entered_salesqualifiedlead",
+    )
+    assert (
+        scalar(
+            store,
+            "SELECT count(*) FROM contacts WHERE lifecyclestage = 'salesqualifiedlead' "
+            "AND hs_v2_date_entered_opportunity IS NOT NULL",
+        )
+        == moved_back
+    )
+    # Re-entered MQL (non-newsletter contacts): lead rewritten to the move back, after createdate.
+    reentered = scalar(
+        store,
+        "SELECT count(*) FROM contacts WHERE lifecyclestage = 'marketingqualifiedlead' "
+        "AND hs_v2_date_entered_subscriber IS NULL AND hs_v2_date_entered_lead > createdate "
+        "AND hs_v2_date_entered_lead < hs_v2_date_entered_marketingqualifiedlead",
+    )
+    opportunities_open = scalar(
+        store,
+        "SELECT count(*) FROM contacts WHERE hs_v2_date_entered_opportunity IS NOT NULL "
+        "AND hs_v2_date_entered_customer IS NULL",
+    )
+    assert 0 < moved_back < 0.2 * opportunities_open
+    assert skipped > 0 and reentered > 0
+    # No variant touches customers, and no date passes the last modification.
+    cols = [f"hs_v2_date_entered_{s}" for s in STAGES[:6]]
+    later = " AND ".join(f"coalesce(lastmodifieddate >= {c}, true)" for c in cols)
+    assert scalar(store, f"SELECT count(*) FROM contacts WHERE NOT ({later})") == 0
+    assert (
+        scalar(
+            store,
+            "SELECT count(*) FROM contacts WHERE hs_v2_date_entered_customer IS NOT NULL AND ("
+            "hs_v2_date_entered_marketingqualifiedlead IS NULL OR lifecyclestage != 'customer')",
+        )
+        == 0
+    )
+
+
+def test_merged_deals_and_companies(store):
+    """store_merges: duplicates merged away into survivors that list them."""
+    dups = q(
+        store,
+        "SELECT x.id, x.merged_into, x.contact_id = s.contact_id, x.dealstage = s.dealstage, "
+        "list_contains(string_split(s.hs_merged_object_ids, ';'), x.id::VARCHAR), s.merged_into IS NULL "
+        "FROM deals x JOIN deals s ON s.id = x.merged_into",
+    )
+    assert dups and all(all(r[2:]) for r in dups)
+    companies = q(
+        store,
+        "SELECT x.id, list_contains(string_split(s.hs_merged_object_ids, ';'), x.id::VARCHAR) "
+        "FROM companies x JOIN companies s ON s.id = x.merged_into",
+    )
+    assert companies and all(r[1] for r in companies)
+    # Some contact was associated with a merged-away company (the API follows it to the survivor).
+    assert scalar(
+        store,
+        "SELECT count(*) FROM contacts c JOIN companies x ON x.id = c.associatedcompanyid "
+        "WHERE x.merged_into IS NOT NULL",
+    )
