@@ -464,9 +464,11 @@ class HubSpotResource(dg.ConfigurableResource):
 
     def make_client(self, run_id: str | None = None) -> Any:
         from connectors.hubspot import HubSpotClient, HubSpotSettings
+        from orchestration.settings import hubspot_incremental_overlap_seconds  # here: settings imports us
 
         self.check_config()
         extra: dict[str, Any] = {"run_id": run_id} if run_id else {}
+        extra["incremental_overlap_seconds"] = hubspot_incremental_overlap_seconds()
         if self.is_sandbox:
             sandbox = get_sandbox()
             settings = HubSpotSettings(

@@ -63,4 +63,19 @@ def lookback_days() -> int:
     return int(value)
 
 
+def hubspot_incremental_overlap_seconds() -> float:
+    """How far before the data cursor an incremental HubSpot extract starts (search lags edits)."""
+    value = os.environ.get("HUBSPOT_INCREMENTAL_OVERLAP_SECONDS", "300").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 604_800:
+        raise StepwiseConfigError(
+            f"environment: HUBSPOT_INCREMENTAL_OVERLAP_SECONDS={value!r} must be a number of seconds from 0 "
+            "to 604800; the default 300 covers HubSpot's usual search-index lag with room to spare"
+        )
+    return seconds
+
+
 DAILY = dg.DailyPartitionsDefinition(start_date=start_date(), timezone=time_zone())

@@ -30,6 +30,33 @@ MAX_PAGE_SIZE = 250_000
 ANALYTICS_SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
 STANDARD_SERVER_ERRORS_PER_HOUR = 10
 GA4_STANDARD_CONCURRENT = 10  # concurrent requests per standard property (Data API quotas)
+# Metrics that count users: a request with one of them may be thresholded (Google signals, demographics),
+# so it also spends the property's separate allowance of potentially thresholded requests (120 an hour).
+USER_METRICS = frozenset(
+    {
+        "totalUsers",
+        "newUsers",
+        "activeUsers",
+        "active1DayUsers",
+        "active7DayUsers",
+        "active28DayUsers",
+        "totalPurchasers",
+        "firstTimePurchasers",
+        "dauPerMau",
+        "dauPerWau",
+        "wauPerMau",
+    }
+)
+# propertyQuota's sub-quotas: (our key, proto field). proto3 JSON leaves out a sub-quota the API did not
+# report; a missing one is unknown (never read as a limit of 0).
+QUOTA_FIELDS = (
+    ("day", "tokens_per_day"),
+    ("hour", "tokens_per_hour"),
+    ("project_hour", "tokens_per_project_per_hour"),
+    ("server_errors", "server_errors_per_project_per_hour"),
+    ("concurrent", "concurrent_requests"),
+    ("thresholded", "potentially_thresholded_requests_per_hour"),
+)
 
 
 @dataclass
@@ -123,19 +150,15 @@ class PropertyBudget:
         """Records a response's PropertyQuota; returns the tokens that request cost."""
         if quota is None:
             return 0
-        views = {
-            "day": quota.tokens_per_day,
-            "hour": quota.tokens_per_hour,
-            "project_hour": quota.tokens_per_project_per_hour,
-            "server_errors": quota.server_errors_per_project_per_hour,
-            "concurrent": quota.concurrent_requests,
-        }
+        views = {key: getattr(quota, name) for key, name in QUOTA_FIELDS if _has_field(quota, name)}
         with self.lock:
             before = self.quota.get("day")
             for key, status in views.items():
                 self.quota[key] = _QuotaView(int(status.consumed), int(status.remaining))
-            day = self.quota["day"]
-            if before is None:
+            day = self.quota.get("day")
+            if day is None:
+                cost = 0  # the daily figure was not reported: this answer's cost is unknown
+            elif before is None:
                 cost = 1  # the first answer cannot show its own cost; GA4 charges at least one token
             elif day.consumed >= before.consumed:
                 cost = day.consumed - before.consumed
@@ -161,8 +184,9 @@ class PropertyBudget:
             view = self.quota.get(key)
             return view.remaining if view else None
 
-    def check(self, report: str) -> str | None:
-        """None if a request may go out; else 'day' or 'hour' (which allowance would be crossed)."""
+    def check(self, report: str, potentially_thresholded: bool = False) -> str | None:
+        """None if a request may go out; else 'day', 'hour', 'thresholded' or 'server_errors' (which
+        allowance would be crossed). Allowances the API has not reported are unknown, never zero."""
         with self.lock:
             estimate = max(self.max_cost, 1)
             day = self.quota.get("day")
@@ -174,6 +198,15 @@ class PropertyBudget:
                     view.limit * self.settings.quota_reserve_fraction
                 ):
                     return "hour"
+            thresholded = self.quota.get("thresholded")
+            # One request spends one of these (not tokens); keep the same reserve.
+            if (
+                potentially_thresholded
+                and thresholded
+                and thresholded.remaining - 1
+                < math.ceil(thresholded.limit * self.settings.quota_reserve_fraction)
+            ):
+                return "thresholded"
             # Failed answers carry no quota, so errors since the last one are added by hand; the
             # standard allowance (10 an hour) stands in until a response has shown the real one.
             errors = self.quota.get("server_errors")
@@ -191,7 +224,7 @@ class PropertyBudget:
     def forget_hour(self) -> None:
         """After waiting, the hourly figures are stale: let one request probe the refreshed quota."""
         with self.lock:
-            for key in ("hour", "project_hour", "server_errors"):
+            for key in ("hour", "project_hour", "server_errors", "thresholded"):
                 self.quota.pop(key, None)
 
 
@@ -437,6 +470,7 @@ class Ga4Client:
             lambda: self._sdk().run_report(request=request, timeout=self.settings.timeout_s),
             log,
             use_budget=True,
+            potentially_thresholded=any(m.name in USER_METRICS for m in request.metrics),
         )
         log.add("requests")
         return response
@@ -584,7 +618,14 @@ class Ga4Client:
     # -- one API call, with retries and the quota budget -------------------------------------
 
     def _call(
-        self, property_id: str, report: str, fn: Callable[[], Any], log: _ReportLog, *, use_budget: bool
+        self,
+        property_id: str,
+        report: str,
+        fn: Callable[[], Any],
+        log: _ReportLog,
+        *,
+        use_budget: bool,
+        potentially_thresholded: bool = False,
     ) -> Any:
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as auth_exc
@@ -596,7 +637,7 @@ class Ga4Client:
         waited_for_quota = 0.0
         while True:
             if use_budget:
-                verdict = budget.check(report)
+                verdict = budget.check(report, potentially_thresholded)
                 if verdict is not None:
                     waited_for_quota = self._quota_stop(
                         property_id, report, verdict, budget, waited_for_quota, log
@@ -616,21 +657,21 @@ class Ga4Client:
             except gexc.TooManyRequests as exc:
                 log.add("http_429")
                 message = exc.message or ""
-                if "per day" in message:
+                kind = classify_429(exc)
+                if kind == "day":
                     raise Ga4QuotaExhausted(
                         f"GA4 property {property_id}: daily token quota exhausted (report '{report}'); its remaining "
                         "reports fail until the quota refreshes at midnight Pacific time",
                         property_id=property_id,
                         report=report,
                     ) from None
-                if "per hour" in message or "per project per hour" in message or "server errors" in message:
-                    verdict = "server_errors" if "server errors" in message else "hour"
+                if kind in ("hour", "server_errors", "thresholded"):
                     waited_for_quota = self._quota_stop(
-                        property_id, report, verdict, budget, waited_for_quota, log
+                        property_id, report, kind, budget, waited_for_quota, log
                     )
                     continue
                 retry_after = _retry_after(exc)
-                failure = f"429 {message}"
+                failure = f"429 ({kind}) {message}"
             except (
                 gexc.InternalServerError,
                 gexc.BadGateway,
@@ -642,7 +683,23 @@ class Ga4Client:
                 failure = f"{exc.code} {exc.message}"
             except (rexc.ConnectionError, rexc.Timeout, rexc.ChunkedEncodingError, ParseError) as exc:
                 failure = f"{type(exc).__name__} (connection dropped, timed out or answer malformed)"
-            except (gexc.BadRequest, gexc.Unauthorized, gexc.Forbidden, gexc.NotFound) as exc:
+            except gexc.Forbidden as exc:
+                if _service_disabled(exc):
+                    project = _error_metadata(exc).get("consumer") or "of these credentials"
+                    raise Ga4FetchError(
+                        f"GA4 property {property_id}, report '{report}': 403 SERVICE_DISABLED — the Google Analytics "
+                        f"Data API is not enabled in the Cloud project ({project}) the credentials belong to. Enable "
+                        "analyticsdata.googleapis.com in that project (Google Cloud console > APIs & Services > "
+                        "Library), wait a few minutes and rerun",
+                        property_id=property_id,
+                        report=report,
+                    ) from None
+                raise Ga4FetchError(
+                    f"GA4 property {property_id}, report '{report}': {exc.code} {_cause(exc)} — {exc.message}",
+                    property_id=property_id,
+                    report=report,
+                ) from None
+            except (gexc.BadRequest, gexc.Unauthorized, gexc.NotFound) as exc:
                 raise Ga4FetchError(
                     f"GA4 property {property_id}, report '{report}': {exc.code} {_cause(exc)} — {exc.message}",
                     property_id=property_id,
@@ -712,7 +769,10 @@ class Ga4Client:
                 property_id=property_id,
                 report=report,
             )
-        what = "server-error allowance" if verdict == "server_errors" else "hourly token budget"
+        what = {
+            "server_errors": "server-error allowance",
+            "thresholded": "allowance of potentially thresholded requests (120 an hour)",
+        }.get(verdict, "hourly token budget")
         if waited < self.settings.max_quota_wait_s:
             pause = min(self.settings.quota_poll_s, self.settings.max_quota_wait_s - waited)
             log.add("wait_seconds", pause)
@@ -765,6 +825,78 @@ class Ga4Client:
         log.entry["wait_seconds"] = round(float(log.entry["wait_seconds"]), 3)
         if error is not None:
             log.entry["error"] = error
+
+
+def _has_field(message: Any, name: str) -> bool:
+    """Whether a proto-plus message carries ``name`` (proto3 JSON omits what the API did not send)."""
+    try:
+        return name in message
+    except TypeError:  # not a proto-plus message (a test double): present if set
+        return getattr(message, name, None) is not None
+
+
+def _error_payload(exc: Any) -> dict[str, Any]:
+    response = getattr(exc, "response", None)
+    try:
+        data = response.json() if response is not None else {}
+    except ValueError:
+        data = {}
+    error = data.get("error") if isinstance(data, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _error_metadata(exc: Any) -> dict[str, str]:
+    meta = getattr(exc, "metadata", None)
+    if isinstance(meta, dict) and meta:
+        return {str(k): str(v) for k, v in meta.items()}
+    for detail in _error_payload(exc).get("details") or []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.ErrorInfo"):
+            return {str(k): str(v) for k, v in (detail.get("metadata") or {}).items()}
+    return {}
+
+
+def _error_reason(exc: Any) -> str | None:
+    reason = getattr(exc, "reason", None)
+    if reason:
+        return str(reason)
+    for detail in _error_payload(exc).get("details") or []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.ErrorInfo"):
+            return str(detail.get("reason") or "") or None
+    return None
+
+
+def _service_disabled(exc: Any) -> bool:
+    if _error_reason(exc) == "SERVICE_DISABLED":
+        return True
+    text = (getattr(exc, "message", "") or "").lower()
+    return "has not been used in project" in text or "it is disabled" in text
+
+
+def classify_429(exc: Any) -> str:
+    """Which allowance a GA4 429 is about: 'day', 'hour', 'thresholded', 'server_errors', 'concurrent',
+    'project_rate' (the Cloud project's per-minute request quota) or 'unknown'.
+
+    The structured fields decide first: an ErrorInfo ``reason`` of RATE_LIMIT_EXCEEDED is the Cloud
+    project's quota, and only a ``status`` of RESOURCE_EXHAUSTED (or none) is a property quota. Google
+    names the property quota only in the message, so the text decides which one, last."""
+    reason = _error_reason(exc)
+    if reason in ("RATE_LIMIT_EXCEEDED", "RATE_LIMIT_EXCEEDED_PER_MINUTE"):
+        return "project_rate"
+    status = _error_payload(exc).get("status")
+    if status not in (None, "RESOURCE_EXHAUSTED"):
+        return "unknown"
+    text = (getattr(exc, "message", "") or "").lower()
+    if "potentially thresholded" in text:
+        return "thresholded"
+    if "per day" in text:
+        return "day"
+    if "server errors" in text:
+        return "server_errors"
+    if "per hour" in text or "per project per hour" in text:
+        return "hour"
+    if "concurrent" in text:
+        return "concurrent"
+    return "unknown"
 
 
 def _retry_after(exc: Any) -> float | None:

@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import urllib3
 from urllib3.util.retry import Retry
 
@@ -145,6 +146,8 @@ class RequestLog:
     # Not columns of CONTRACTS §4: ``raw_load`` keeps them in ``raw.request_log.extra``.
     crowded_instants: int = 0  # one-millisecond windows holding more than the search cap
     keyset_restarts: int = 0  # queries of such a window restarted past the largest id read
+    overlap_seconds: float | None = None  # incremental: how far before ``since`` the window started
+    overlap_rows: int = 0  # incremental: records read again because they fall in that overlap
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +176,8 @@ class RequestLog:
             "error": self.error,
             "crowded_instants": self.crowded_instants,
             "keyset_restarts": self.keyset_restarts,
+            "overlap_seconds": self.overlap_seconds,
+            "overlap_rows": self.overlap_rows,
         }
 
 
@@ -216,8 +221,10 @@ class HubSpotClient:
         self._apis: dict[tuple[str, str], Any] = {}
         self._property_cache: dict[str, list[dict[str, Any]]] = {}
         self.request_log: list[dict[str, Any]] = []
-        # The cursor each extract ran up to (exclusive): the next incremental run's ``since``.
+        # The cut each extract ran up to (exclusive), and the data cursor: the largest last-modified
+        # instant of the records it read (the next incremental run's ``since``; see ``extract``).
         self.last_until: dict[str, dt.datetime] = {}
+        self.max_updated_at: dict[str, dt.datetime] = {}
         self._rng = random.Random()
 
     # ------------------------------------------------------------------------------------------
@@ -229,7 +236,14 @@ class HubSpotClient:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Records of ``object_type`` page by page; ``since=None`` is a full load (list endpoint)."""
+        """Records of ``object_type`` page by page; ``since=None`` is a full load (list endpoint).
+
+        ``since`` is a cursor taken from the data (the largest last-modified instant already loaded,
+        inclusive): the search window starts ``incremental_overlap_seconds`` before it, so a record edited
+        just before the previous cut but indexed only after it is read now. Records in the overlap come
+        again; the loader's upsert by id makes that idempotent (``overlap_rows`` in the request log counts
+        them). ``max_updated_at[object_type]`` is the largest last-modified instant read.
+        """
         self._check_object(object_type)
         run_start = dt.datetime.now(dt.UTC)
         until = min(until, run_start) if until is not None else run_start
@@ -238,19 +252,24 @@ class HubSpotClient:
         self.last_until[object_type] = until
         props = self.object_properties(object_type)
         mode = "full" if since is None else "incremental"
+        read_from: dt.datetime | None = None
+        if since is not None:
+            read_from = since - dt.timedelta(seconds=self.settings.incremental_overlap_seconds)
         entry = RequestLog(
             self.settings.run_id,
             self.settings.portal_id,
             object_type,
             mode,
-            start_date=None if since is None else _iso(to_ms(since)),
+            start_date=None if read_from is None else _iso(to_ms(read_from)),
             end_date=_iso(to_ms(until)),
         )
-        if since is None:
+        if since is None or read_from is None:
             pages = self._list_pages(object_type, props, archived=False, entry=entry)
-        else:
-            pages = self._incremental_pages(object_type, props, to_ms(since), to_ms(until), entry)
-        yield from self._batches(object_type, pages, entry)
+            yield from self._batches(object_type, pages, entry)
+            return
+        entry.overlap_seconds = self.settings.incremental_overlap_seconds
+        pages = self._incremental_pages(object_type, props, to_ms(read_from), to_ms(until), entry)
+        yield from self._batches(object_type, pages, entry, overlap_before=since)
 
     def extract_archived(self, object_type: str) -> Iterator[pa.RecordBatch]:
         """Archived (deleted) records, ``archived=True``."""
@@ -579,13 +598,28 @@ class HubSpotClient:
     # records -> batches
 
     def _batches(
-        self, object_type: str, pages: Iterator[list[dict[str, Any]]], entry: RequestLog
+        self,
+        object_type: str,
+        pages: Iterator[list[dict[str, Any]]],
+        entry: RequestLog,
+        overlap_before: dt.datetime | None = None,
     ) -> Iterator[pa.RecordBatch]:
         fetched = _prefetch(pages, self.settings.prefetch_pages)
+        if overlap_before is not None and overlap_before.tzinfo is None:
+            overlap_before = overlap_before.replace(tzinfo=dt.UTC)
         try:
             for records in fetched:
                 batch = self._to_batch(object_type, records)
                 entry.rows += batch.num_rows
+                fetched_rows = pc.is_null(batch.column("merged_into"))  # rows of the API, not derived
+                if batch.num_rows:
+                    largest = pc.max(pc.filter(batch.column("updated_at"), fetched_rows)).as_py()
+                    current = self.max_updated_at.get(object_type)
+                    if largest is not None and (current is None or largest > current):
+                        self.max_updated_at[object_type] = largest
+                    if overlap_before is not None:
+                        early = pc.and_(fetched_rows, pc.less(batch.column("updated_at"), overlap_before))
+                        entry.overlap_rows += int(pc.sum(early).as_py() or 0)
                 yield batch
         except BaseException as exc:
             if not isinstance(exc, GeneratorExit):

@@ -31,7 +31,15 @@ BASE_PROPERTIES: dict[str, tuple[str, ...]] = {
         "hs_object_id",
         "hs_merged_object_ids",
     ),
-    "companies": ("name", "domain", "country", "createdate", "hs_lastmodifieddate", "hs_object_id"),
+    "companies": (
+        "name",
+        "domain",
+        "country",
+        "createdate",
+        "hs_lastmodifieddate",
+        "hs_object_id",
+        "hs_merged_object_ids",
+    ),
     "deals": (
         "dealname",
         "pipeline",
@@ -42,6 +50,9 @@ BASE_PROPERTIES: dict[str, tuple[str, ...]] = {
         "hs_is_closed_won",
         "hs_lastmodifieddate",
         "hs_object_id",
+        # Deals and companies are merged too: the survivor lists the merged-away ids, which the loader
+        # flags so that a duplicate deal is never counted twice.
+        "hs_merged_object_ids",
     ),
 }
 
@@ -109,6 +120,11 @@ class HubSpotSettings:
     backoff_max_seconds: float = 30.0
     request_timeout_seconds: float = 60.0
     prefetch_pages: int = 2
+    # Search is eventually consistent: an edit reaches the index seconds (in incidents minutes) after it
+    # was made, so a record stamped just before a run's cut may be missing from that run while a newer
+    # one is not. An incremental extract re-reads this much before its ``since`` (the data cursor: the
+    # largest last-modified instant loaded); upserts by id make the re-read idempotent.
+    incremental_overlap_seconds: float = 300.0
     extra_properties: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -129,6 +145,11 @@ class HubSpotSettings:
         for name, (value, lo, hi) in checks.items():
             if not lo <= value <= hi:
                 raise HubSpotConfigError(f"HubSpot setting {name}={value} must be between {lo} and {hi}")
+        if not 0 <= self.incremental_overlap_seconds <= 7 * 86_400:
+            raise HubSpotConfigError(
+                f"HubSpot setting incremental_overlap_seconds={self.incremental_overlap_seconds} must be "
+                "between 0 and 604800 (a week)"
+            )
         unknown = set(self.extra_properties) - set(OBJECT_TYPES)
         if unknown:
             raise HubSpotConfigError(

@@ -67,7 +67,7 @@ def make_client(server, token: str | None = None, **overrides) -> HubSpotClient:
 
 
 def live_ids(store, table: str = "contacts") -> set[str]:
-    merged = "AND merged_into IS NULL" if table == "contacts" else ""
+    merged = "AND merged_into IS NULL"  # every object type records merges
     rows = store.cursor().execute(f"SELECT id FROM {table} WHERE NOT archived {merged}").fetchall()
     return {str(r[0]) for r in rows}
 

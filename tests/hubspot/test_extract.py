@@ -90,9 +90,22 @@ def test_incremental_after_touch_returns_exactly_the_changed_contacts(hs, hs_sto
         changed = hs.collect(client.extract("contacts", since=cursor))
     ids = [r["id"] for r in changed if r["merged_into"] is None]
     assert len(ids) == len(set(ids))
-    assert set(ids) == touched
+    # The touched contacts, plus those last modified in the overlap window re-read before the cursor.
+    read_from = (cursor - dt.timedelta(seconds=client.settings.incremental_overlap_seconds)).replace(
+        tzinfo=None
+    )
+    expected = {
+        str(r[0])
+        for r in store.cursor()
+        .execute(
+            "SELECT id FROM contacts WHERE NOT archived AND merged_into IS NULL AND lastmodifieddate >= ?",
+            [read_from],
+        )
+        .fetchall()
+    }
+    assert touched <= expected and set(ids) == expected
     # Survivors among them bring rows for the ids merged into them.
-    assert all(r["merged_into"] in touched for r in changed if r["merged_into"] is not None)
+    assert all(r["merged_into"] in expected for r in changed if r["merged_into"] is not None)
     changed = [r for r in changed if r["merged_into"] is None]
     entry = client.request_log[-1]
     assert entry["mode"] == "incremental" and entry["splits"] == 0 and entry["rows"] >= len(touched)
@@ -181,7 +194,8 @@ def test_crowded_instant_read_while_its_records_are_modified(hs):
     moved_unread = at_instant[6_000:6_100] + at_instant[10_200:10_300]
     moved_read: list[int] = []
     with hs.serve(store) as server:
-        client = hs.make_client(server, prefetch_pages=0)  # one request per batch asked for
+        # No overlap window here: this test is about the crowded instant (test_incremental_overlap has it).
+        client = hs.make_client(server, prefetch_pages=0, incremental_overlap_seconds=0)
         first: list[dict] = []
         for batch in client.extract("contacts", since=since, until=until):
             rows = batch.to_pylist()
@@ -242,7 +256,7 @@ def test_deals_full_and_incremental_carry_contact_associations(hs, shared_hs_sto
         store.cursor()
         .execute(
             "SELECT d.id::VARCHAR, COALESCE(c.merged_into, d.contact_id)::VARCHAR FROM deals d "
-            "JOIN contacts c ON c.id = d.contact_id WHERE NOT d.archived"
+            "JOIN contacts c ON c.id = d.contact_id WHERE NOT d.archived AND d.merged_into IS NULL"
         )
         .fetchall()
     )
@@ -254,8 +268,17 @@ def test_deals_full_and_incremental_carry_contact_associations(hs, shared_hs_sto
         full = list(client.extract("deals"))
         recent = hs.collect(client.extract("deals", since=cutoff.replace(tzinfo=dt.UTC)))
     assert all(b.schema.equals(DEAL_SCHEMA) for b in full)
-    rows = [r for b in full for r in b.to_pylist()]
+    everything = [r for b in full for r in b.to_pylist()]
+    rows = [r for r in everything if r["merged_into"] is None]
     assert {r["id"] for r in rows} == set(truth)
+    # Merged-away duplicates come as rows of their own pointing at the survivor (hs_merged_object_ids).
+    merged = {r["id"]: r["merged_into"] for r in everything if r["merged_into"] is not None}
+    assert merged == {
+        str(a): str(b)
+        for a, b in store.cursor()
+        .execute("SELECT id, merged_into FROM deals WHERE merged_into IS NOT NULL")
+        .fetchall()
+    }
     for r in rows:
         assert json.loads(r["contact_ids"]) == [truth[r["id"]]]
         props = json.loads(r["properties"])
@@ -265,9 +288,15 @@ def test_deals_full_and_incremental_carry_contact_associations(hs, shared_hs_sto
     expected_recent = {
         str(r[0])
         for r in store.cursor()
-        .execute("SELECT id FROM deals WHERE NOT archived AND hs_lastmodifieddate >= ?", [cutoff])
+        .execute(
+            "SELECT id FROM deals WHERE NOT archived AND merged_into IS NULL AND hs_lastmodifieddate >= ?",
+            [
+                cutoff - dt.timedelta(seconds=client.settings.incremental_overlap_seconds)
+            ],  # the overlap window
+        )
         .fetchall()
     }
+    recent = [r for r in recent if r["merged_into"] is None]
     assert {r["id"] for r in recent} == expected_recent
     assert all(json.loads(r["contact_ids"]) == [truth[r["id"]]] for r in recent)
 
@@ -275,6 +304,9 @@ def test_deals_full_and_incremental_carry_contact_associations(hs, shared_hs_sto
 def test_companies_full_load(hs, shared_hs_store):
     with hs.serve(shared_hs_store) as server:
         rows = hs.collect(hs.make_client(server).extract("companies"))
+    rows = [
+        r for r in rows if r["merged_into"] is None
+    ]  # merged-away duplicates: see test_incremental_overlap
     assert {r["id"] for r in rows} == hs.live_ids(shared_hs_store, "companies")
     assert all({"name", "domain", "country"} <= set(json.loads(r["properties"])) for r in rows)
 

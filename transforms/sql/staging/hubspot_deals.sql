@@ -1,6 +1,6 @@
 -- model: staging.hubspot_deals
 -- partition: deal
--- table: HubSpot deals, one row per portal and deal (newest stored version), properties parsed and typed, with closed/won status from the pipeline definition.
+-- table: HubSpot deals, one row per portal and deal (newest stored version), properties parsed and typed, with closed/won status from the pipeline definition. Merged-away deals (a duplicate merged into the deal that survives, which lists it in hs_merged_object_ids) are left out: the survivor is the same deal and counting both would count it twice.
 -- column portal_id: HubSpot portal id.
 -- column deal_id: HubSpot deal id.
 -- column contact_id: First associated contact id (NULL if none).
@@ -17,12 +17,19 @@
 -- column _loaded_at: When the raw row was loaded (UTC); drives incremental builds.
 -- raw.hubspot_deals holds one row per (portal_id, id): raw_load's upsert replaces older versions, so no
 -- dedup window is needed here (it cost a sort of the whole table); tests check the key stays unique.
-WITH latest AS (
+WITH merged_away AS (
+    -- a survivor read before its duplicate's merged-away row arrives still names it
+    SELECT DISTINCT portal_id, trim(unnest(string_split(json_extract_string(properties, '$.hs_merged_object_ids'), ';'))) AS id
+    FROM raw.hubspot_deals
+    WHERE coalesce(json_extract_string(properties, '$.hs_merged_object_ids'), '') <> ''
+),
+latest AS (
     SELECT r.portal_id, r.id, r.archived, r.created_at, r.contact_ids, r._loaded_at,
         json_extract_string(r.properties, ['$.pipeline', '$.dealstage', '$.amount', '$.createdate', '$.closedate',
             '$.hs_is_closed_won']) AS p
     FROM raw.hubspot_deals AS r
-    WHERE sw_in_deals(r.portal_id, r.id)
+    WHERE sw_in_deals(r.portal_id, r.id) AND r.merged_into IS NULL
+      AND NOT EXISTS (SELECT 1 FROM merged_away AS m WHERE m.portal_id = r.portal_id AND m.id = r.id)
 )
 SELECT
     d.portal_id,
