@@ -147,7 +147,7 @@ class RequestLog:
     crowded_instants: int = 0  # one-millisecond windows holding more than the search cap
     keyset_restarts: int = 0  # queries of such a window restarted past the largest id read
     overlap_seconds: float | None = None  # incremental: how far before ``since`` the window started
-    overlap_rows: int = 0  # incremental: records read again because they fall in that overlap
+    overlap_rows: int = 0  # incremental: records read again (last modified at or before ``since``)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -618,7 +618,10 @@ class HubSpotClient:
                     if largest is not None and (current is None or largest > current):
                         self.max_updated_at[object_type] = largest
                     if overlap_before is not None:
-                        early = pc.and_(fetched_rows, pc.less(batch.column("updated_at"), overlap_before))
+                        # At or before the cursor: already loaded by an earlier run, read again.
+                        early = pc.and_(
+                            fetched_rows, pc.less_equal(batch.column("updated_at"), overlap_before)
+                        )
                         entry.overlap_rows += int(pc.sum(early).as_py() or 0)
                 yield batch
         except BaseException as exc:
@@ -839,11 +842,20 @@ def _auth_error(status: int, body: Any) -> HubSpotAuthError:
     category = data.get("category") if isinstance(data, dict) else None
     message = data.get("message", "") if isinstance(data, dict) else ""
     scopes: list[str] = []
+    legacy = False
     for err in (data.get("errors") or []) if isinstance(data, dict) else []:
         context = err.get("context") or {}
-        scopes += list(context.get("requiredGranularScopes") or context.get("requiredScopes") or [])
+        if context.get("requiredGranularScopes"):
+            scopes += list(context["requiredGranularScopes"])
+        elif context.get("requiredScopes"):
+            # HubSpot's older shape names the old scopes (e.g. "contacts"), not the private app's.
+            legacy = True
+            scopes += list(context["requiredScopes"])
     if status == 403:
         named = ", ".join(scopes) or "unknown (HubSpot did not say)"
+        if legacy:
+            granted_as = [LEGACY_SCOPES.get(s, s) for s in scopes]
+            named += f" (HubSpot's older scope name; a private app grants it as {', '.join(granted_as)})"
         return HubSpotAuthError(
             f"HubSpot refused the request (403 {category or 'FORBIDDEN'}): the private app's token lacks a "
             f"scope. Required scope: {named}. Add it to the private app and use its new token.",
@@ -857,6 +869,12 @@ def _auth_error(status: int, body: Any) -> HubSpotAuthError:
         401,
     )
 
+
+# Older scope names HubSpot's older 403 shape gives, and the private-app scopes that grant them.
+LEGACY_SCOPES = {
+    "contacts": "crm.objects.contacts.read",
+    "crm.objects.contacts.read": "crm.objects.contacts.read",
+}
 
 _DONE = object()
 

@@ -273,12 +273,7 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
             with warehouse.connect() as con:
                 first_sync = not loading.hubspot_has_rows(con, table, portal)
                 data_cursor = None if first_sync else hubspot_data_cursor(con, table, portal)
-            if first_sync:
-                since = None
-            elif data_cursor is not None and since is not None and data_cursor < since:
-                # The newest record loaded is older than this partition: read on from it (the connector
-                # adds its overlap window), so nothing edited since the last run's cut is skipped.
-                since = data_cursor
+            since = hubspot_since(since, data_cursor, first_sync)
             mode = "full" if first_sync else "incremental"
             context.log.info(f"HubSpot {object_type}: {mode} sync, modified {since or 'ever'} .. {until}")
             client = hubspot.make_client(run_id=context.run.run_id)
@@ -325,6 +320,21 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=meta)
 
     return hubspot_object_asset
+
+
+def hubspot_since(
+    partition_start: dt.datetime | None, data_cursor: dt.datetime | None, first_sync: bool
+) -> dt.datetime | None:
+    """Where a HubSpot extract starts: None (everything) on a portal's first sync; else the partition's
+    start or, when the newest record loaded is older, that data cursor, so that nothing edited after the
+    last run's cut is skipped whichever partition runs next (the connector subtracts its overlap window)."""
+    if first_sync:
+        return None
+    if partition_start is None:
+        return data_cursor
+    if data_cursor is not None and data_cursor < partition_start:
+        return data_cursor
+    return partition_start
 
 
 def hubspot_data_cursor(con: Any, table: str, portal: str) -> dt.datetime | None:

@@ -128,3 +128,14 @@ def test_merges_of_deals_and_companies_are_read(shared_hs_store, hs):
             assert truth and merged == truth, object_type
             live = {r["id"] for r in rows if not r["merged_into"]}
             assert not live & set(truth)  # a merged-away record is never a live row
+
+
+def test_the_ingest_asset_starts_at_the_data_cursor_when_it_is_older_than_the_partition():
+    from orchestration.defs.ingest import hubspot_since
+
+    day = dt.datetime(2026, 12, 1, 5, tzinfo=dt.UTC)
+    cursor = dt.datetime(2026, 11, 30, 4, 59, 58, tzinfo=dt.UTC)  # the last run cut just before midnight
+    assert hubspot_since(day, cursor, first_sync=False) == cursor  # the previous day's tail is read again
+    assert hubspot_since(day, day + dt.timedelta(hours=3), first_sync=False) == day  # a rerun: the whole day
+    assert hubspot_since(day, None, first_sync=False) == day
+    assert hubspot_since(day, cursor, first_sync=True) is None  # first sync: everything
