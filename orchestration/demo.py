@@ -166,15 +166,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
 
-    from orchestration.instance import ensure_dagster_home
+    from orchestration.instance import open_instance
+    from orchestration.settings import StepwiseConfigError, load_settings, set_environ
 
-    home = ensure_dagster_home()
     # GA4 keeps revising its last days; the sandbox models that per request. The demo loads each day
     # once, so it asks for settled days, which makes the marts equal the sandbox's truth.
-    os.environ.setdefault("STEPWISE_SANDBOX_REVISIONS", "off")
-    say(f"Dagster instance: {home}")
-
-    import dagster as dg
+    set_environ("STEPWISE_SANDBOX_REVISIONS", "off", only_if_unset=True)
+    try:
+        # Every setting is checked before the instance, the sandbox or any file is touched.
+        load_settings()
+    except StepwiseConfigError as exc:
+        say(f"configuration error: {exc}")
+        say("nothing was written; fix the setting above and run `make demo` again")
+        return 2
+    # Created (or migrated) under the first-start lock: two first demos on one home both succeed.
+    instance = open_instance()
+    say(f"Dagster instance: {instance.root_directory}")
 
     from orchestration.resources import analyst_file_from_env, get_sandbox, sandbox_from_env
 
@@ -206,7 +213,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     job = defs.resolve_job_def("stepwise_daily")
-    instance = dg.DagsterInstance.get()
     release_abandoned_runs(instance)
     run_id = str(uuid.uuid4())
     total_steps = len(job.graph.node_defs) if hasattr(job, "graph") else 0

@@ -7,7 +7,6 @@ of them in one transaction.
 from __future__ import annotations
 
 import functools
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +89,7 @@ def build_models(con: duckdb.DuckDBPyConnection, dates: list[Any] | str | None =
 def load_model_config() -> tuple[Any, Any]:
     """(conversion catalog, channel mapping), from STEPWISE_CATALOG / STEPWISE_CHANNEL_MAPPING or the
     defaults shipped in transforms/config. Raises transforms' ConfigError (file, line, field, fix)."""
+    from orchestration.settings import SETTINGS_BY_NAME, load_settings, resolve_path
     from transforms.catalog import (
         DEFAULT_CATALOG_PATH,
         DEFAULT_CHANNEL_MAPPING_PATH,
@@ -97,6 +97,14 @@ def load_model_config() -> tuple[Any, Any]:
         load_channel_mapping,
     )
 
-    catalog = load_catalog(os.environ.get("STEPWISE_CATALOG") or DEFAULT_CATALOG_PATH)
-    mapping = load_channel_mapping(os.environ.get("STEPWISE_CHANNEL_MAPPING") or DEFAULT_CHANNEL_MAPPING_PATH)
+    settings = load_settings()
+
+    def chosen(path: str, name: str, default: Path) -> Path:
+        # The shipped default resolves inside transforms/config wherever the repository is.
+        return default if path == SETTINGS_BY_NAME[name].default else resolve_path(path)
+
+    catalog = load_catalog(chosen(settings.catalog_path, "STEPWISE_CATALOG", DEFAULT_CATALOG_PATH))
+    mapping = load_channel_mapping(
+        chosen(settings.channel_mapping_path, "STEPWISE_CHANNEL_MAPPING", DEFAULT_CHANNEL_MAPPING_PATH)
+    )
     return catalog, mapping

@@ -1,10 +1,13 @@
-"""Dagster resources: the DuckDB warehouse and the GA4 / HubSpot connections.
+"""Dagster resources: the DuckDB warehouse and the GA4 / HubSpot connections, built from the settings.
 
 Resource keys are fixed (`warehouse`, `ga4`, `hubspot`): the export assets use them too.
 
-With no credentials in the environment the GA4 and HubSpot resources talk to the built-in sandbox,
-started in this process on 127.0.0.1 (one per process, shared by both APIs so the two views come
-from the same synthetic people). Every asset then reports `data_source: sandbox`.
+`build_resources()` is the one place that chooses sandbox or real: with no GA4 property ids
+(HubSpot token) in the settings, `ga4` (`hubspot`) is a `SandboxGa4Resource` (`SandboxHubSpotResource`)
+talking to the built-in sandbox, started in this process on 127.0.0.1 (one per process, shared by
+both APIs so the two views come from the same synthetic people); every asset then reports
+`data_source: sandbox`. Every run validates the whole environment when the warehouse resource is set
+up, before any step writes (orchestration/settings.py).
 """
 
 from __future__ import annotations
@@ -18,12 +21,33 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import duckdb
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from orchestration.settings import (
+    PROJECT_ROOT,
+    StepwiseConfigError,
+    StepwiseSettings,
+    load_settings,
+    property_ids,
+    resolve_path,
+)
+
+__all__ = [
+    "PROJECT_ROOT",
+    "Ga4Resource",
+    "HubSpotResource",
+    "SandboxGa4Resource",
+    "SandboxHubSpotResource",
+    "StepwiseConfigError",
+    "WarehouseResource",
+    "build_resources",
+    "get_sandbox",
+    "resolve_path",
+]
+
 DEFAULT_WORKING_DB = "data/working/stepwise.duckdb"
 DEFAULT_ANALYST_DB = "data/stepwise.duckdb"
 SANDBOX_TOKEN = "sandbox-private-app-token"
@@ -31,16 +55,6 @@ SANDBOX_PORTAL_ID = "sandbox"
 SANDBOX_PROPERTY_ID = "123456789"
 
 log = logging.getLogger("stepwise.orchestration")
-
-
-class StepwiseConfigError(Exception):
-    """A configuration problem, detected before any API call or write."""
-
-
-def resolve_path(path: str) -> Path:
-    """Relative paths are relative to the repository root, so `dagster dev` and the demo agree."""
-    candidate = Path(os.path.expanduser(path))
-    return candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -71,6 +85,13 @@ class WarehouseResource(dg.ConfigurableResource):
     @property
     def analyst_file(self) -> Path:
         return resolve_path(self.analyst_path)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every run's writing steps need the warehouse, so this runs before the first of them in
+        # every run: the whole environment (GA4, HubSpot, export...) is validated here, and a bad
+        # GA4 setting stops a run before any HubSpot step has written.
+        load_settings()
+        self.check_config()
 
     def check_config(self) -> None:
         if self.threads < 1:
@@ -261,82 +282,54 @@ def copy_in_storage_version(
 class SandboxHandle:
     base_url: str
     server: Any  # connectors.sandbox.server.SandboxServer, or None for an external one
-    store: Any
+    store: Any  # connectors.sandbox.store.Store
     preset: str
     seed: int
 
     @property
-    def start_date(self) -> date | None:
-        for name in ("start_date", "first_date"):
-            value = getattr(self.store, name, None)
-            if value is not None:
-                return value
-        return None
+    def start_date(self) -> date:
+        return self.store.start_date  # type: ignore[no-any-return]
 
     @property
-    def end_date(self) -> date | None:
-        return getattr(self.store, "end_date", None)
+    def end_date(self) -> date:
+        return self.store.end_date  # type: ignore[no-any-return]
 
 
 _SANDBOX_LOCK = threading.Lock()
 _SANDBOX: dict[tuple[Any, ...], SandboxHandle] = {}
-_SANDBOX_INT_OVERRIDES = {
-    "STEPWISE_SANDBOX_DAYS": "days",
-    "STEPWISE_SANDBOX_SESSIONS_PER_DAY": "sessions_per_day",
-}
 
 
-def sandbox_settings() -> tuple[str, int, str | None, tuple[tuple[str, int], ...]]:
-    """(preset, seed, end_date, store overrides) from STEPWISE_SANDBOX_* (tests use small stores)."""
-    preset = os.environ.get("STEPWISE_SANDBOX_PRESET", "demo")
-    ints: dict[str, int] = {}
-    for env, field_name in {"STEPWISE_SANDBOX_SEED": "seed", **_SANDBOX_INT_OVERRIDES}.items():
-        raw = os.environ.get(env)
-        if raw is None:
-            continue
-        if not raw.isdigit():
-            raise StepwiseConfigError(f"environment: {env}={raw!r} must be a whole number")
-        ints[field_name] = int(raw)
-    end_date = os.environ.get("STEPWISE_SANDBOX_END_DATE") or None
-    if end_date:
-        try:
-            date.fromisoformat(end_date)
-        except ValueError as exc:
-            raise StepwiseConfigError(
-                f"environment: STEPWISE_SANDBOX_END_DATE={end_date!r} is not a date (YYYY-MM-DD)"
-            ) from exc
-    seed = ints.pop("seed", 7)
-    return preset, seed, end_date, tuple(sorted(ints.items()))
-
-
-def apply_sandbox_env(server: Any) -> None:
-    """STEPWISE_SANDBOX_REVISIONS=off: GA4 days are served settled (the demo loads each day once)."""
-    if os.environ.get("STEPWISE_SANDBOX_REVISIONS", "on").lower() in ("off", "0", "false", "no"):
-        ga4 = getattr(server.config, "ga4", None)
-        for settings in getattr(ga4, "properties", {}).values():
-            settings.revisions = False
-
-
-def get_sandbox() -> SandboxHandle:
-    """The sandbox for this process: started on first use, stopped at exit."""
-    key = sandbox_settings()
+def get_sandbox(settings: StepwiseSettings | None = None) -> SandboxHandle:
+    """The sandbox for this process (per STEPWISE_SANDBOX_* settings): started on first use, stopped at exit."""
+    settings = settings or load_settings()
+    overrides: dict[str, Any] = dict(settings.sandbox_store_overrides())
+    end_date = settings.sandbox_end_date.isoformat() if settings.sandbox_end_date else None
+    key = (
+        settings.sandbox_preset,
+        settings.sandbox_seed,
+        end_date,
+        tuple(sorted(overrides.items())),
+        settings.sandbox_revisions,
+        settings.sandbox_url,
+    )
     with _SANDBOX_LOCK:
         handle = _SANDBOX.get(key)
         if handle is not None:
             return handle
         from connectors.sandbox.store import build_store
 
-        preset, seed, end_date, overrides = key
-        store_overrides: dict[str, Any] = dict(overrides)
-        store = build_store(preset, seed=seed, end_date=end_date, **store_overrides)
-        external = os.environ.get("STEPWISE_SANDBOX_URL")
-        if external:
-            handle = SandboxHandle(external.rstrip("/"), None, store, preset, seed)
+        preset, seed = settings.sandbox_preset, settings.sandbox_seed
+        store = build_store(preset, seed=seed, end_date=end_date, **overrides)
+        if settings.sandbox_url:
+            handle = SandboxHandle(settings.sandbox_url, None, store, preset, seed)
         else:
             from connectors.sandbox.server import SandboxConfig, SandboxServer
 
             server = SandboxServer(store, SandboxConfig(seed=seed), port=0)
-            apply_sandbox_env(server)
+            if not settings.sandbox_revisions:
+                # GA4 days are served settled (the demo loads each day once).
+                for ga4_settings in getattr(server.config.ga4, "properties", {}).values():
+                    ga4_settings.revisions = False
             server.start()
             atexit.register(server.stop)
             handle = SandboxHandle(server.base_url, server, store, preset, seed)
@@ -363,37 +356,29 @@ def stop_sandboxes() -> None:
 
 
 class Ga4Resource(dg.ConfigurableResource):
-    """GA4 Data API connection. Unset `property_ids` means the sandbox serves."""
+    """GA4 Data API connection to real properties (STEPWISE_GA4_PROPERTY_IDS)."""
 
-    property_ids: str | None = None  # comma separated; env STEPWISE_GA4_PROPERTY_IDS
-    credentials_file: str | None = None  # env GOOGLE_APPLICATION_CREDENTIALS (else ADC)
-    api_endpoint: str | None = None  # env STEPWISE_GA4_API_ENDPOINT (tests, proxies)
+    is_sandbox: ClassVar[bool] = False
+    property_ids: str = ""  # comma separated ASCII digits
+    credentials_file: str | None = None  # GOOGLE_APPLICATION_CREDENTIALS (else ADC)
+    api_endpoint: str | None = None  # STEPWISE_GA4_API_ENDPOINT (tests, proxies)
     lookback_days: int = 3
     page_size: int = 250_000
 
-    @property
-    def is_sandbox(self) -> bool:
-        return not (self.property_ids or "").strip()
-
     def property_id_list(self) -> list[str]:
-        if self.is_sandbox:
-            return [SANDBOX_PROPERTY_ID]
-        ids = [p.strip() for p in (self.property_ids or "").split(",") if p.strip()]
-        bad = [p for p in ids if not p.isdigit()]
-        if bad:
+        try:
+            return list(property_ids(self.property_ids))
+        except ValueError:
             raise StepwiseConfigError(
-                f"environment: STEPWISE_GA4_PROPERTY_IDS has {bad!r}, which are not GA4 property ids; "
-                "use the numeric ids from GA4 Admin > Property settings, comma separated"
-            )
-        return ids
+                f"environment: STEPWISE_GA4_PROPERTY_IDS={self.property_ids[:60]!r} must be numeric GA4 "
+                "property ids (ASCII digits, from GA4 Admin > Property settings), comma separated"
+            ) from None
 
     def check_config(self) -> None:
-        if self.lookback_days < 0:
+        if not 0 <= self.lookback_days <= 30:
             raise StepwiseConfigError(
-                f"ga4.lookback_days is {self.lookback_days}: set STEPWISE_LOOKBACK_DAYS to 0 or more"
+                f"ga4.lookback_days is {self.lookback_days}: set STEPWISE_LOOKBACK_DAYS to 0..30"
             )
-        if self.is_sandbox:
-            return
         self.property_id_list()
         if self.credentials_file and not resolve_path(self.credentials_file).is_file():
             raise StepwiseConfigError(
@@ -402,92 +387,119 @@ class Ga4Resource(dg.ConfigurableResource):
             )
 
     def data_source(self) -> str:
-        return "sandbox" if self.is_sandbox else "ga4"
+        return "ga4"
+
+    def connection(self) -> tuple[list[str], str | None, str | None]:
+        """(property ids, API endpoint, credentials file) this resource talks to."""
+        credentials = str(resolve_path(self.credentials_file)) if self.credentials_file else None
+        return self.property_id_list(), self.api_endpoint or None, credentials
 
     def make_client(self, run_id: str | None = None) -> Any:
         from connectors.ga4 import Ga4Client, Ga4Settings
 
-        extra: dict[str, Any] = {"run_id": run_id} if run_id else {}
         self.check_config()
-        if self.is_sandbox:
-            sandbox = get_sandbox()
-            settings = Ga4Settings(
-                property_ids=[SANDBOX_PROPERTY_ID],
-                api_endpoint=sandbox.base_url,
-                credentials_file=None,
-                lookback_days=self.lookback_days,
-                page_size=self.page_size,
-                rate_budget_path=rate_budget_path(sandbox=True),
-                **extra,
-            )
-        else:
-            settings = Ga4Settings(
-                property_ids=self.property_id_list(),
-                api_endpoint=self.api_endpoint or None,
-                credentials_file=str(resolve_path(self.credentials_file)) if self.credentials_file else None,
-                lookback_days=self.lookback_days,
-                page_size=self.page_size,
-                rate_budget_path=rate_budget_path(sandbox=False),
-                **extra,
-            )
+        ids, endpoint, credentials = self.connection()
+        extra: dict[str, Any] = {"run_id": run_id} if run_id else {}
+        settings = Ga4Settings(
+            property_ids=ids,
+            api_endpoint=endpoint,
+            credentials_file=credentials,
+            lookback_days=self.lookback_days,
+            page_size=self.page_size,
+            rate_budget_path=rate_budget_path(sandbox=self.is_sandbox),
+            **extra,
+        )
         return Ga4Client(settings)
+
+
+class SandboxGa4Resource(Ga4Resource):
+    """GA4 served by the built-in sandbox (no STEPWISE_GA4_PROPERTY_IDS set)."""
+
+    is_sandbox: ClassVar[bool] = True
+
+    def property_id_list(self) -> list[str]:
+        return [SANDBOX_PROPERTY_ID]
+
+    def check_config(self) -> None:
+        if not 0 <= self.lookback_days <= 30:
+            raise StepwiseConfigError(
+                f"ga4.lookback_days is {self.lookback_days}: set STEPWISE_LOOKBACK_DAYS to 0..30"
+            )
+
+    def data_source(self) -> str:
+        return "sandbox"
+
+    def connection(self) -> tuple[list[str], str | None, str | None]:
+        return [SANDBOX_PROPERTY_ID], get_sandbox().base_url, None
 
 
 # --- HubSpot -------------------------------------------------------------------------------------
 
 
 class HubSpotResource(dg.ConfigurableResource):
-    """HubSpot CRM v3 connection (private-app token). Unset `access_token` means the sandbox serves."""
+    """HubSpot CRM v3 connection with a private-app token (HUBSPOT_ACCESS_TOKEN)."""
 
-    access_token: str | None = None  # env HUBSPOT_ACCESS_TOKEN
-    portal_id: str | None = None  # env HUBSPOT_PORTAL_ID (labels rows; defaults to "hubspot")
-    host: str | None = None  # env STEPWISE_HUBSPOT_HOST (tests, proxies)
-
-    @property
-    def is_sandbox(self) -> bool:
-        return not (self.access_token or "").strip()
+    is_sandbox: ClassVar[bool] = False
+    access_token: str = ""  # a dg.EnvVar, so the UI never shows the token
+    portal_id: str = "hubspot"  # HUBSPOT_PORTAL_ID (labels rows)
+    host: str | None = None  # STEPWISE_HUBSPOT_HOST (tests, proxies)
 
     def portal(self) -> str:
-        if self.is_sandbox:
-            return SANDBOX_PORTAL_ID
-        return (self.portal_id or "hubspot").strip()
+        return self.portal_id.strip() or "hubspot"
 
     def check_config(self) -> None:
-        if not self.is_sandbox and any(c.isspace() for c in (self.access_token or "").strip()):
+        token = self.access_token.strip()
+        if not token or any(c.isspace() for c in token):
             raise StepwiseConfigError(
-                "environment: HUBSPOT_ACCESS_TOKEN contains whitespace; paste the private app's "
+                "environment: HUBSPOT_ACCESS_TOKEN is empty or contains whitespace; paste the private app's "
                 "access token exactly (Settings > Integrations > Private apps > Auth)"
             )
 
     def data_source(self) -> str:
-        return "sandbox" if self.is_sandbox else "hubspot"
+        return "hubspot"
+
+    def connection(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "access_token": self.access_token.strip(),
+            "portal_id": self.portal(),
+            "rate_budget_path": rate_budget_path(sandbox=False),
+        }
+        if self.host:
+            kwargs["host"] = self.host
+        return kwargs
 
     def make_client(self, run_id: str | None = None) -> Any:
         from connectors.hubspot import HubSpotClient, HubSpotSettings
-        from orchestration.settings import hubspot_incremental_overlap_seconds  # here: settings imports us
 
         self.check_config()
         extra: dict[str, Any] = {"run_id": run_id} if run_id else {}
-        extra["incremental_overlap_seconds"] = hubspot_incremental_overlap_seconds()
-        if self.is_sandbox:
-            sandbox = get_sandbox()
-            settings = HubSpotSettings(
-                access_token=os.environ.get("STEPWISE_SANDBOX_HUBSPOT_TOKEN", SANDBOX_TOKEN),
-                host=sandbox.base_url,
-                portal_id=SANDBOX_PORTAL_ID,
-                rate_budget_path=rate_budget_path(sandbox=True),
-                **extra,
-            )
-        else:
-            kwargs: dict[str, Any] = {
-                "access_token": (self.access_token or "").strip(),
-                "portal_id": self.portal(),
-                "rate_budget_path": rate_budget_path(sandbox=False),
-            }
-            if self.host:
-                kwargs["host"] = self.host
-            settings = HubSpotSettings(**kwargs)
-        return HubSpotClient(settings)
+        extra["incremental_overlap_seconds"] = load_settings().hubspot_incremental_overlap_seconds
+        return HubSpotClient(HubSpotSettings(**self.connection(), **extra))
+
+
+class SandboxHubSpotResource(HubSpotResource):
+    """HubSpot served by the built-in sandbox (no HUBSPOT_ACCESS_TOKEN set)."""
+
+    is_sandbox: ClassVar[bool] = True
+
+    def portal(self) -> str:
+        return SANDBOX_PORTAL_ID
+
+    def check_config(self) -> None:
+        return None
+
+    def data_source(self) -> str:
+        return "sandbox"
+
+    def connection(self) -> dict[str, Any]:
+        # The token is read per run: tests set STEPWISE_SANDBOX_HUBSPOT_TOKEN to an expired one.
+        token = load_settings().sandbox_hubspot_token
+        return {
+            "access_token": token,
+            "host": get_sandbox().base_url,
+            "portal_id": SANDBOX_PORTAL_ID,
+            "rate_budget_path": rate_budget_path(sandbox=True),
+        }
 
 
 DEFAULT_RATE_BUDGET = "data/state/rate-budget.sqlite"
@@ -500,7 +512,7 @@ def rate_budget_path(sandbox: bool) -> str | None:
     data/state/rate-budget.sqlite unless set; "off" keeps each run to its own limiter. The in-process
     sandbox is private to its run, so it shares nothing unless the variable is set.
     """
-    value = os.environ.get("STEPWISE_RATE_BUDGET", "").strip()
+    value = load_settings().rate_budget or ""
     if value.lower() == "off" or (sandbox and not value):
         return None
     return str(resolve_path(value or DEFAULT_RATE_BUDGET))
@@ -514,43 +526,45 @@ def data_source_label(ga4: Ga4Resource, hubspot: HubSpotResource) -> str:
 
 
 def analyst_file_from_env() -> Path:
-    return resolve_path(os.environ.get("STEPWISE_ANALYST_DB") or DEFAULT_ANALYST_DB)
+    return load_settings().analyst_file
 
 
 def sandbox_from_env() -> tuple[bool, bool]:
-    """(GA4 served by the sandbox, HubSpot served by the sandbox), as the resources will decide."""
-    return (
-        not os.environ.get("STEPWISE_GA4_PROPERTY_IDS", "").strip(),
-        not os.environ.get("HUBSPOT_ACCESS_TOKEN", "").strip(),
-    )
+    """(GA4 served by the sandbox, HubSpot served by the sandbox), as build_resources decides."""
+    settings = load_settings()
+    return settings.ga4_is_sandbox, settings.hubspot_is_sandbox
 
 
-def _env_or(name: str, default: Any) -> Any:
-    """`dg.EnvVar` when the variable is set (so the UI shows where a value comes from), else a default."""
-    return dg.EnvVar(name) if os.environ.get(name) else default
-
-
-def _env_int_or(name: str, default: int) -> Any:
-    return dg.EnvVar.int(name) if os.environ.get(name) else default
-
-
-def build_resources() -> dict[str, dg.ConfigurableResource]:
+def build_resources(settings: StepwiseSettings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The resources of the code location; the one place that picks the sandbox or the real APIs."""
+    settings = settings or load_settings()
+    ga4: Ga4Resource
+    if settings.ga4_is_sandbox:
+        ga4 = SandboxGa4Resource(lookback_days=settings.lookback_days)
+    else:
+        ga4 = Ga4Resource(
+            property_ids=",".join(settings.ga4_property_ids or ()),
+            credentials_file=settings.ga4_credentials_file,
+            api_endpoint=settings.ga4_api_endpoint,
+            lookback_days=settings.lookback_days,
+        )
+    hubspot: HubSpotResource
+    if settings.hubspot_is_sandbox:
+        hubspot = SandboxHubSpotResource()
+    else:
+        hubspot = HubSpotResource(
+            # An EnvVar, not the value: the Dagster UI shows a resource's configuration.
+            access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"),
+            portal_id=settings.hubspot_portal_id,
+            host=settings.hubspot_host,
+        )
     return {
         "warehouse": WarehouseResource(
-            working_path=_env_or("STEPWISE_WORKING_DB", DEFAULT_WORKING_DB),
-            analyst_path=_env_or("STEPWISE_ANALYST_DB", DEFAULT_ANALYST_DB),
-            memory_limit=_env_or("STEPWISE_DUCKDB_MEMORY_LIMIT", "2GB"),
-            threads=_env_int_or("STEPWISE_DUCKDB_THREADS", 2),
+            working_path=settings.working_db,
+            analyst_path=settings.analyst_db,
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.duckdb_threads,
         ),
-        "ga4": Ga4Resource(
-            property_ids=_env_or("STEPWISE_GA4_PROPERTY_IDS", None),
-            credentials_file=_env_or("GOOGLE_APPLICATION_CREDENTIALS", None),
-            api_endpoint=_env_or("STEPWISE_GA4_API_ENDPOINT", None),
-            lookback_days=_env_int_or("STEPWISE_LOOKBACK_DAYS", 3),
-        ),
-        "hubspot": HubSpotResource(
-            access_token=_env_or("HUBSPOT_ACCESS_TOKEN", None),
-            portal_id=_env_or("HUBSPOT_PORTAL_ID", None),
-            host=_env_or("STEPWISE_HUBSPOT_HOST", None),
-        ),
+        "ga4": ga4,
+        "hubspot": hubspot,
     }

@@ -1,81 +1,555 @@
-"""Load-time settings from the environment, validated with one clear message each.
+"""Every environment setting of Stepwise, read, parsed and validated in this one module.
 
-These shape the definitions themselves (partitions, schedule), so they are read when the code
-location loads; a bad value stops the load, before any API call or write.
+`load_settings()` reads the environment once and returns a frozen `StepwiseSettings`, or raises one
+`StepwiseConfigError` naming each bad variable, its value (secrets hidden, long values cut) and the
+accepted form. Numbers and ids accept ASCII digits only: `²` or full-width digits are refused, not
+read as numbers. Nothing else in `connectors/`, `transforms/` or `orchestration/` reads `os.environ`
+(the sandbox's own command line, `python -m connectors.sandbox`, is the one exception).
+
+When it runs: at code-location load (the partitions and schedules are built from it), at the start
+of every run (the warehouse resource's setup, before any step writes), and at the start of
+`make demo`. So a bad GA4 setting stops a run before a HubSpot step writes anything.
+
+The table of variables, defaults and accepted forms (`SETTINGS` below) is also written out to
+docs/SETTINGS.md by `python -m orchestration.settings --markdown`; a test keeps the two in step.
+To add a setting: one `EnvSetting` in `SETTINGS` and a field of the same name on `StepwiseSettings`.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field
 
-from orchestration.resources import StepwiseConfigError
-
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 OWNERS = ["team:data-platform"]
 DUCKDB_POOL = "duckdb"
+# A value is quoted in a message up to this many characters: a pasted file or a hostile value must
+# not turn one error into a page.
+MAX_QUOTED = 60
+
+
+class StepwiseConfigError(Exception):
+    """A configuration problem, detected before any API call or write."""
+
+
+# --- the one read of the process environment ---------------------------------------------------
+
+
+def environ() -> dict[str, str]:
+    """A copy of the process environment: the only place Stepwise reads it."""
+    return dict(os.environ)
+
+
+def set_environ(name: str, value: str, *, only_if_unset: bool = False) -> None:
+    """Set a variable for this process and its children (DAGSTER_HOME, the demo's settled GA4 days)."""
+    if only_if_unset and name in os.environ:
+        return
+    os.environ[name] = value
+
+
+# --- parsers: str -> value, or ValueError carrying nothing (the spec's `accepted` text says why) --
+
+_ASCII_INT = re.compile(r"[0-9]+", re.ASCII)
+_ASCII_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+_MEMORY = re.compile(
+    r"([0-9]+(\.[0-9]+)?) ?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)|[0-9]{1,2}%|100%", re.ASCII | re.I
+)
+_PORTAL = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+_PRESET = re.compile(r"[a-z][a-z0-9_]{0,31}", re.ASCII)
+TRUE = frozenset({"1", "true", "yes", "on"})
+FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def ascii_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not _ASCII_INT.fullmatch(raw) or not low <= int(raw) <= high:
+            raise ValueError
+        return int(raw)
+
+    return parse
+
+
+def ascii_decimal(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        if not _ASCII_DECIMAL.fullmatch(raw) or not low <= float(raw) <= high:
+            raise ValueError
+        return float(raw)
+
+    return parse
+
+
+def iso_date(raw: str) -> date:
+    # date.fromisoformat alone also takes "20250101" and week dates; the README promises YYYY-MM-DD.
+    if not _ISO_DATE.fullmatch(raw):
+        raise ValueError
+    return date.fromisoformat(raw)
+
+
+def time_zone_name(raw: str) -> str:
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError from exc
+    return raw
+
+
+def memory_limit(raw: str) -> str:
+    if not _MEMORY.fullmatch(raw):
+        raise ValueError
+    return raw
+
+
+def flag(raw: str) -> bool:
+    value = raw.lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ValueError
+
+
+def cron(raw: str) -> str:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(raw):
+        raise ValueError
+    return raw
+
+
+def path(raw: str) -> str:
+    if "\x00" in raw or len(raw) > 4096:
+        raise ValueError
+    return raw
+
+
+def existing_file(raw: str) -> str:
+    if not resolve_path(path(raw)).is_file():
+        raise ValueError
+    return raw
+
+
+def url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not parts.hostname or any(c.isspace() for c in raw):
+            raise ValueError
+        return raw.rstrip("/")
+
+    return parse
+
+
+def property_ids(raw: str) -> tuple[str, ...]:
+    ids = tuple(p.strip() for p in raw.split(",") if p.strip())
+    if not ids or not all(_ASCII_INT.fullmatch(p) for p in ids):
+        raise ValueError
+    return ids
+
+
+def token(raw: str) -> str:
+    if not raw.isascii() or not raw.isprintable() or any(c.isspace() for c in raw):
+        raise ValueError
+    return raw
+
+
+def portal_id(raw: str) -> str:
+    if not _PORTAL.fullmatch(raw):
+        raise ValueError
+    return raw
+
+
+def sandbox_preset(raw: str) -> str:
+    if not _PRESET.fullmatch(raw):
+        raise ValueError
+    from connectors.sandbox.store import PRESETS
+
+    if raw not in PRESETS:
+        raise ValueError
+    return raw
+
+
+def text(raw: str) -> str:
+    if not raw.isprintable() or len(raw) > 1000:
+        raise ValueError
+    return raw
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    """One environment variable: its field on StepwiseSettings, default, accepted form and parser."""
+
+    name: str
+    field: str
+    default: str | None  # as the variable would be written; None: unset means "not used"
+    accepted: str  # finishes "NAME='value' must be ..."
+    parse: Callable[[str], Any]
+    group: str
+    secret: bool = False
+
+
+def _s(
+    name: str, field: str, default: str | None, accepted: str, parse: Callable[[str], Any], **kw: Any
+) -> Any:
+    return EnvSetting(name, field, default, accepted, parse, **kw)
+
+
+SETTINGS: tuple[EnvSetting, ...] = (
+    # -- schedule and partitions
+    _s("STEPWISE_START_DATE", "start_date", "2025-01-01",
+       "a date written YYYY-MM-DD, the first day you want to be able to backfill", iso_date, group="schedule"),
+    _s("STEPWISE_TIME_ZONE", "time_zone", "America/New_York",
+       "an IANA time zone, your GA4 property's zone, e.g. America/New_York or Europe/Berlin",
+       time_zone_name, group="schedule"),
+    _s("STEPWISE_SCHEDULE_HOUR", "schedule_hour", "6",
+       "an hour from 0 to 23 (in STEPWISE_TIME_ZONE), ASCII digits", ascii_int(0, 23), group="schedule"),
+    _s("STEPWISE_LOOKBACK_DAYS", "lookback_days", "3",
+       "a whole number of days from 0 to 30, ASCII digits (GA4 revises about the last 3 days)",
+       ascii_int(0, 30), group="schedule"),
+    # -- warehouse
+    _s("STEPWISE_WORKING_DB", "working_db", "data/working/stepwise.duckdb",
+       "a file path (relative paths are relative to the repository)", path, group="warehouse"),
+    _s("STEPWISE_ANALYST_DB", "analyst_db", "data/stepwise.duckdb",
+       "a file path, not the working file (relative paths are relative to the repository)", path,
+       group="warehouse"),
+    _s("STEPWISE_DUCKDB_MEMORY_LIMIT", "duckdb_memory_limit", "2GB",
+       "a size with its unit such as 2GB, 512MB or 4GiB, or a share of RAM such as 50%", memory_limit,
+       group="warehouse"),
+    _s("STEPWISE_DUCKDB_THREADS", "duckdb_threads", "2",
+       "a whole number of threads from 1 to 256, ASCII digits", ascii_int(1, 256), group="warehouse"),
+    # -- configuration files and checks
+    _s("STEPWISE_CATALOG", "catalog_path", "transforms/config/conversion_catalog.yaml",
+       "the path of a conversion catalog YAML file", path, group="model"),
+    _s("STEPWISE_CHANNEL_MAPPING", "channel_mapping_path", "transforms/config/channel_mapping.yaml",
+       "the path of a channel mapping YAML file", path, group="model"),
+    _s("STEPWISE_RECONCILE_TOLERANCE", "reconcile_tolerance", "0.01",
+       "a share from 0 to 1 written with ASCII digits and a point, e.g. 0.01", ascii_decimal(0, 1),
+       group="model"),
+    _s("STEPWISE_LEADS_TOLERANCE", "leads_tolerance", "0.10",
+       "a share from 0 to 1 written with ASCII digits and a point, e.g. 0.10", ascii_decimal(0, 1),
+       group="model"),
+    # -- GA4
+    _s("STEPWISE_GA4_PROPERTY_IDS", "ga4_property_ids", None,
+       "numeric GA4 property ids (ASCII digits, from GA4 Admin > Property settings), comma separated; "
+       "unset for the sandbox", property_ids, group="ga4"),
+    _s("GOOGLE_APPLICATION_CREDENTIALS", "ga4_credentials_file", None,
+       "the path of an existing service-account JSON key file; unset for application default credentials",
+       existing_file, group="ga4"),
+    _s("STEPWISE_GA4_API_ENDPOINT", "ga4_api_endpoint", None,
+       "an http(s):// URL (a proxy or a test server)", url("http", "https"), group="ga4"),
+    # -- HubSpot
+    _s("HUBSPOT_ACCESS_TOKEN", "hubspot_access_token", None,
+       "the private app's access token exactly, printable ASCII without spaces; unset for the sandbox",
+       token, group="hubspot", secret=True),
+    _s("HUBSPOT_PORTAL_ID", "hubspot_portal_id", "hubspot",
+       "a label of 1 to 64 ASCII letters, digits, - or _ (your portal id)", portal_id, group="hubspot"),
+    _s("STEPWISE_HUBSPOT_HOST", "hubspot_host", None,
+       "an http(s):// URL (a proxy or a test server)", url("http", "https"), group="hubspot"),
+    _s("HUBSPOT_INCREMENTAL_OVERLAP_SECONDS", "hubspot_incremental_overlap_seconds", "300",
+       "a number of seconds from 0 to 604800, ASCII digits; how far before the data cursor an incremental "
+       "extract starts (the default covers HubSpot's usual search-index lag with room to spare)",
+       ascii_decimal(0, 604_800), group="hubspot"),
+    _s("STEPWISE_RATE_BUDGET", "rate_budget", None,
+       "off, or the path of the SQLite file in which every run on this host books its HubSpot requests "
+       "(unset: data/state/rate-budget.sqlite for a real portal, none for the sandbox)", path, group="hubspot"),
+    # -- the sandbox (used when no credentials are set)
+    _s("STEPWISE_SANDBOX_PRESET", "sandbox_preset", "demo", "a store preset: demo or large",
+       sandbox_preset, group="sandbox"),
+    _s("STEPWISE_SANDBOX_SEED", "sandbox_seed", "7", "a whole number, ASCII digits",
+       ascii_int(0, 2**32 - 1), group="sandbox"),
+    _s("STEPWISE_SANDBOX_DAYS", "sandbox_days", None, "a whole number of days from 1 to 3660, ASCII digits",
+       ascii_int(1, 3660), group="sandbox"),
+    _s("STEPWISE_SANDBOX_SESSIONS_PER_DAY", "sandbox_sessions_per_day", None,
+       "a whole number from 1 to 10000000, ASCII digits", ascii_int(1, 10_000_000), group="sandbox"),
+    _s("STEPWISE_SANDBOX_END_DATE", "sandbox_end_date", None,
+       "a date written YYYY-MM-DD (default: yesterday)", iso_date, group="sandbox"),
+    _s("STEPWISE_SANDBOX_REVISIONS", "sandbox_revisions", "on",
+       "on or off (off: GA4 days are served settled)", flag, group="sandbox"),
+    _s("STEPWISE_SANDBOX_URL", "sandbox_url", None,
+       "the http(s):// URL of a sandbox already running (`make sandbox`)", url("http", "https"),
+       group="sandbox"),
+    _s("STEPWISE_SANDBOX_HUBSPOT_TOKEN", "sandbox_hubspot_token", "sandbox-private-app-token",
+       "printable ASCII without spaces", token, group="sandbox", secret=True),
+    # -- export and delivery
+    _s("STEPWISE_EXPORT_CRON", "export_cron", "0 7 * * 1",
+       "a cron expression of five fields, e.g. '0 7 * * 1' for Mondays at 07:00 (in STEPWISE_TIME_ZONE)",
+       cron, group="export"),
+    _s("STEPWISE_EXPORT_DIR", "export_dir", "data/exports", "a directory path", path, group="export"),
+    _s("STEPWISE_EXPORT_BASE_URL", "export_base_url", None,
+       "the http(s):// URL the export folder is served at (links in e-mail and Slack)",
+       url("http", "https"), group="export"),
+    _s("STEPWISE_CRM_COHORT_LAG_DAYS", "crm_cohort_lag_days", None,
+       "a whole number of days >= 0, ASCII digits (default: measured from the stage history, else 28)",
+       ascii_int(0, 3660), group="export"),
+    _s("STEPWISE_DELIVERY_ATTEMPTS", "delivery_attempts", "3", "a whole number from 1 to 10, ASCII digits",
+       ascii_int(1, 10), group="export"),
+    _s("STEPWISE_DELIVERY_BACKOFF_SECONDS", "delivery_backoff_seconds", "2",
+       "seconds from 0 to 300, ASCII digits with an optional decimal point", ascii_decimal(0, 300),
+       group="export"),
+    _s("STEPWISE_SMTP_HOST", "smtp_host", None, "a host name; unset for no e-mail", text, group="export"),
+    _s("STEPWISE_SMTP_PORT", "smtp_port", "587", "a port from 1 to 65535, ASCII digits (465: implicit TLS)",
+       ascii_int(1, 65535), group="export"),
+    _s("STEPWISE_SMTP_STARTTLS", "smtp_starttls", None, "true or false (default: true on port 587)", flag,
+       group="export"),
+    _s("STEPWISE_SMTP_FROM", "smtp_from", None, "the sender's e-mail address", text, group="export"),
+    _s("STEPWISE_SMTP_TO", "smtp_to", None, "e-mail addresses, comma separated", text, group="export"),
+    _s("STEPWISE_SMTP_USER", "smtp_user", None, "the SMTP login (with STEPWISE_SMTP_PASSWORD)", text,
+       group="export"),
+    _s("STEPWISE_SMTP_PASSWORD", "smtp_password", None, "the SMTP password", text, group="export",
+       secret=True),
+    _s("STEPWISE_SMTP_CA_FILE", "smtp_ca_file", None, "the path of an existing PEM bundle", existing_file,
+       group="export"),
+    _s("STEPWISE_SMTP_TIMEOUT", "smtp_timeout", "30", "seconds from 1 to 600, ASCII digits",
+       ascii_int(1, 600), group="export"),
+    _s("STEPWISE_SMTP_MAX_ATTACHMENT_MB", "smtp_max_attachment_mb", "15", "megabytes from 0 to 100, ASCII digits",
+       ascii_int(0, 100), group="export"),
+    _s("STEPWISE_SLACK_WEBHOOK_URL", "slack_webhook_url", None,
+       "an https:// URL (Slack app > Incoming Webhooks > Webhook URL)", url("https", "http"), group="export",
+       secret=True),
+    # -- running
+    _s("DAGSTER_HOME", "dagster_home", ".dagster_home", "a directory path", path, group="running"),
+    _s("STEPWISE_UI_PORT", "ui_port", "3000", "a port from 1 to 65535, ASCII digits", ascii_int(1, 65535),
+       group="running"),
+)  # fmt: skip
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+class StepwiseSettings(BaseModel):
+    """The parsed environment. Field names follow `SETTINGS`; see docs/SETTINGS.md for each."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    start_date: date
+    time_zone: str
+    schedule_hour: int
+    lookback_days: int
+    working_db: str
+    analyst_db: str
+    duckdb_memory_limit: str
+    duckdb_threads: int
+    catalog_path: str
+    channel_mapping_path: str
+    reconcile_tolerance: float
+    leads_tolerance: float
+    ga4_property_ids: tuple[str, ...] | None = None
+    ga4_credentials_file: str | None = None
+    ga4_api_endpoint: str | None = None
+    hubspot_access_token: str | None = Field(default=None, repr=False)
+    hubspot_portal_id: str
+    hubspot_host: str | None = None
+    hubspot_incremental_overlap_seconds: float
+    rate_budget: str | None = None
+    sandbox_preset: str
+    sandbox_seed: int
+    sandbox_days: int | None = None
+    sandbox_sessions_per_day: int | None = None
+    sandbox_end_date: date | None = None
+    sandbox_revisions: bool
+    sandbox_url: str | None = None
+    sandbox_hubspot_token: str = Field(repr=False)
+    export_cron: str
+    export_dir: str
+    export_base_url: str | None = None
+    crm_cohort_lag_days: int | None = None
+    delivery_attempts: int
+    delivery_backoff_seconds: float
+    smtp_host: str | None = None
+    smtp_port: int
+    smtp_starttls: bool | None = None
+    smtp_from: str | None = None
+    smtp_to: str | None = None
+    smtp_user: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_ca_file: str | None = None
+    smtp_timeout: int
+    smtp_max_attachment_mb: int
+    slack_webhook_url: str | None = Field(default=None, repr=False)
+    dagster_home: str
+    ui_port: int
+    # Cross-field delivery settings (orchestration.exports.delivery.DeliverySettings), built from the
+    # variables above by the delivery module's own rules.
+    delivery: Any = Field(default=None, repr=False)
+
+    # -- derived facts: the one place "sandbox or real" is decided ---------------------------------
+
+    @property
+    def ga4_is_sandbox(self) -> bool:
+        return not self.ga4_property_ids
+
+    @property
+    def hubspot_is_sandbox(self) -> bool:
+        return not self.hubspot_access_token
+
+    @property
+    def working_file(self) -> Path:
+        return resolve_path(self.working_db)
+
+    @property
+    def analyst_file(self) -> Path:
+        return resolve_path(self.analyst_db)
+
+    @property
+    def dagster_home_dir(self) -> Path:
+        return resolve_path(self.dagster_home).resolve()
+
+    def sandbox_store_overrides(self) -> dict[str, int]:
+        overrides = {"days": self.sandbox_days, "sessions_per_day": self.sandbox_sessions_per_day}
+        return {k: v for k, v in overrides.items() if v is not None}
+
+
+def resolve_path(raw: str) -> Path:
+    """Relative paths are relative to the repository root, so `dagster dev` and the demo agree."""
+    candidate = Path(os.path.expanduser(raw))
+    return candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
+
+
+def quoted(value: str, secret: bool = False) -> str:
+    """A value as a message shows it: secrets hidden, long values cut to MAX_QUOTED characters."""
+    if secret:
+        return "(hidden)"
+    if len(value) > MAX_QUOTED:
+        return repr(value[:MAX_QUOTED]) + f"… ({len(value)} characters)"
+    return repr(value)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> StepwiseSettings:
+    """Parse and validate every setting; one StepwiseConfigError lists every problem found."""
+    env = environ() if env is None else env
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for spec in SETTINGS:
+        raw = env.get(spec.name)
+        # An empty variable means unset, as it does for every shell-written .env file.
+        if raw is not None and spec.name not in ("STEPWISE_SMTP_PASSWORD",):
+            raw = raw.strip()
+        if not raw:
+            values[spec.field] = None if spec.default is None else spec.parse(spec.default)
+            continue
+        try:
+            values[spec.field] = spec.parse(raw)
+        except ValueError:
+            problems.append(f"{spec.name}={quoted(raw, spec.secret)} must be {spec.accepted}")
+    if not problems:
+        cross = _cross_checks(values)
+        problems.extend(cross)
+    if not problems:
+        from orchestration.exports.delivery import DeliveryConfigError, DeliverySettings
+
+        try:
+            values["delivery"] = DeliverySettings.from_env(env)
+        except DeliveryConfigError as exc:
+            problems.append(str(exc).removeprefix("environment: "))
+    if problems:
+        raise StepwiseConfigError("environment: " + "; ".join(problems))
+    return StepwiseSettings(**values)
+
+
+def _cross_checks(values: dict[str, Any]) -> list[str]:
+    problems = []
+    if resolve_path(values["working_db"]).resolve() == resolve_path(values["analyst_db"]).resolve():
+        problems.append(
+            f"STEPWISE_ANALYST_DB={quoted(values['analyst_db'])} must be a different file from "
+            "STEPWISE_WORKING_DB (the pipeline writes one, analysts read the other)"
+        )
+    return problems
+
+
+def describe_defaults() -> str:
+    """docs/SETTINGS.md: every variable, its default and accepted form, grouped."""
+    titles = {
+        "schedule": "Schedule and partitions",
+        "warehouse": "Warehouse (DuckDB)",
+        "model": "Configuration files and checks",
+        "ga4": "GA4 (unset STEPWISE_GA4_PROPERTY_IDS: the sandbox serves GA4)",
+        "hubspot": "HubSpot (unset HUBSPOT_ACCESS_TOKEN: the sandbox serves HubSpot)",
+        "sandbox": "The built-in sandbox",
+        "export": "Export and delivery",
+        "running": "Running",
+    }
+    lines = [
+        "# Settings",
+        "",
+        "<!-- generated by `python -m orchestration.settings --markdown`; edit orchestration/settings.py -->",
+        "",
+        "Every setting is an environment variable, read and validated once by `orchestration/settings.py`",
+        "(`load_settings()`): when the code location loads, at the start of every run (before any step",
+        "writes) and at the start of `make demo`. A bad value stops with one message naming the variable,",
+        "its value (secrets hidden, long values cut) and the accepted form. Numbers and ids take ASCII",
+        "digits only. An empty variable counts as unset.",
+        "",
+    ]
+    for group, title in titles.items():
+        lines += [f"## {title}", "", "| variable | default | accepted |", "|---|---|---|"]
+        for spec in SETTINGS:
+            if spec.group != group:
+                continue
+            default = f"`{spec.default}`" if spec.default is not None and not spec.secret else "unset"
+            if spec.secret and spec.default is not None:
+                default = "a sandbox value"
+            lines.append(f"| `{spec.name}` | {default} | {spec.accepted.replace('|', '/')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --- load-time values: the definitions are shaped by them -------------------------------------
 
 
 def time_zone() -> str:
     # Daily partitions are property-local days, as GA4 reports them (the sandbox property's zone).
-    name = os.environ.get("STEPWISE_TIME_ZONE", "America/New_York")
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise StepwiseConfigError(
-            f"environment: STEPWISE_TIME_ZONE={name!r} is not an IANA time zone; "
-            "use your GA4 property's zone, e.g. America/New_York or Europe/Berlin"
-        ) from exc
-    return name
+    return load_settings().time_zone
 
 
 def start_date() -> str:
-    value = os.environ.get("STEPWISE_START_DATE", "2025-01-01")
-    try:
-        date.fromisoformat(value)
-    except ValueError as exc:
-        raise StepwiseConfigError(
-            f"environment: STEPWISE_START_DATE={value!r} is not a date; use YYYY-MM-DD, "
-            "the first day you want to be able to backfill"
-        ) from exc
-    return value
+    return load_settings().start_date.isoformat()
 
 
 def schedule_hour() -> int:
-    value = os.environ.get("STEPWISE_SCHEDULE_HOUR", "6")
-    if not value.isdigit() or not 0 <= int(value) <= 23:
-        raise StepwiseConfigError(
-            f"environment: STEPWISE_SCHEDULE_HOUR={value!r} must be an hour from 0 to 23 "
-            "(in STEPWISE_TIME_ZONE)"
-        )
-    return int(value)
+    return load_settings().schedule_hour
 
 
 def lookback_days() -> int:
-    value = os.environ.get("STEPWISE_LOOKBACK_DAYS", "3")
-    if not value.isdigit() or int(value) > 30:
-        raise StepwiseConfigError(
-            f"environment: STEPWISE_LOOKBACK_DAYS={value!r} must be a whole number of days from 0 to 30 "
-            "(GA4 revises about the last 3 days)"
-        )
-    return int(value)
+    return load_settings().lookback_days
 
 
 def hubspot_incremental_overlap_seconds() -> float:
     """How far before the data cursor an incremental HubSpot extract starts (search lags edits)."""
-    value = os.environ.get("HUBSPOT_INCREMENTAL_OVERLAP_SECONDS", "300").strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= 604_800:
-        raise StepwiseConfigError(
-            f"environment: HUBSPOT_INCREMENTAL_OVERLAP_SECONDS={value!r} must be a number of seconds from 0 "
-            "to 604800; the default 300 covers HubSpot's usual search-index lag with room to spare"
-        )
-    return seconds
+    return load_settings().hubspot_incremental_overlap_seconds
 
 
-DAILY = dg.DailyPartitionsDefinition(start_date=start_date(), timezone=time_zone())
+_DAILY: list[dg.DailyPartitionsDefinition] = []
+
+
+def __getattr__(name: str) -> Any:
+    # DAILY is built on first use, not at import: importing this module (for StepwiseConfigError, say)
+    # never fails; loading the definitions, which uses DAILY, stops with the one settings message.
+    if name == "DAILY":
+        if not _DAILY:
+            loaded = load_settings()
+            _DAILY.append(
+                dg.DailyPartitionsDefinition(
+                    start_date=loaded.start_date.isoformat(), timezone=loaded.time_zone
+                )
+            )
+        return _DAILY[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--markdown"]:
+        print(describe_defaults())
+    else:
+        try:
+            print(repr(load_settings()))
+        except StepwiseConfigError as exc:
+            print(exc, file=sys.stderr)
+            sys.exit(2)

@@ -13,8 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
-from orchestration.instance import ensure_dagster_home
+from orchestration.instance import ensure_dagster_home, open_instance
 from orchestration.resources import PROJECT_ROOT
+from orchestration.settings import load_settings
 
 
 def command(host: str, port: int) -> list[str]:
@@ -26,9 +27,14 @@ def command(host: str, port: int) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m orchestration.ui", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("STEPWISE_UI_PORT", "3000")))
+    parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.port is None:
+        args.port = load_settings().ui_port
     home = ensure_dagster_home()
+    # The instance's storages are created here, under the first-start lock, before `dagster dev`
+    # starts its webserver and daemon processes on them.
+    open_instance().dispose()
     cmd = command(args.host, args.port)
     print(
         f"Dagster UI: http://{args.host}:{args.port}  (DAGSTER_HOME={home}); stop with Ctrl-C or SIGTERM",

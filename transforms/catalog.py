@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from transforms.yaml_lines import ConfigError, LineList, LineMap, load_yaml_with_lines
+from transforms.yaml_lines import ConfigError, LineList, LineMap, excerpt, load_yaml_with_lines
 
 __all__ = [
     "ConfigError",
@@ -275,7 +275,7 @@ def _check_top_level(path: str, doc: Any, keys: tuple[str, ...], what: str) -> L
     version = doc.get("version", 1)
     if version != 1:
         raise ConfigError(
-            path, doc.key_lines.get("version"), f"unsupported version {version!r}", "set 'version: 1'"
+            path, doc.key_lines.get("version"), f"unsupported version {excerpt(version)}", "set 'version: 1'"
         )
     return doc
 
@@ -289,7 +289,10 @@ def _text(path: str, entry: LineMap, key: str, name: str, *, required: bool) -> 
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ConfigError(
-            path, line, f"conversion '{name}': '{key}' must be text, not {value!r}", f"write '{key}' as text"
+            path,
+            line,
+            f"conversion '{name}': '{key}' must be text, not {excerpt(value)}",
+            f"write '{key}' as text",
         )
     text = str(value).strip()
     if not text:
@@ -393,7 +396,7 @@ def _parse_conversion(path: str, entry: Any, line: int) -> ConversionDef:
             raise ConfigError(
                 path,
                 at("funnel_step"),
-                f"conversion '{name}': funnel_step must be a whole number from 1, not {raw_step!r}",
+                f"conversion '{name}': funnel_step must be a whole number from 1, not {excerpt(raw_step)}",
                 "write e.g. 'funnel_step: 1'",
             )
         funnel_step = raw_step
@@ -425,7 +428,7 @@ def _parse_conversion(path: str, entry: Any, line: int) -> ConversionDef:
             raise ConfigError(
                 path,
                 at("value"),
-                f"conversion '{name}': value {raw_value!r} is not understood",
+                f"conversion '{name}': value {excerpt(raw_value)} is not understood",
                 f"use a number >= 0 (value per conversion) or one of {_one_of(VALUE_REFERENCES)}",
             )
     description = _text(path, entry, "description", name, required=False)

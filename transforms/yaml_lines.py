@@ -4,6 +4,13 @@ PyYAML silently keeps the last of two equal keys, and plain dicts forget line nu
 errors must name the file and the line, so mappings load as `LineMap` (a dict with `.line` for the
 mapping itself and `.key_lines[key]` for each key). Sequences load as `LineList` with `.line` and
 `.item_lines`.
+
+Configuration files are also input someone may have pasted from elsewhere, so loading is bounded:
+at most `MAX_CONFIG_BYTES` (1 MB, checked before the file is read), at most `MAX_ENTRIES` (2,000)
+items in any one mapping or list (checked before they are built), UTF-8 only, no YAML aliases
+(`*name`; a few nested ones expand to gigabytes), keys that are text or numbers, and an error
+message quotes at most `MAX_EXCERPT` characters of any value. Each refusal is one `ConfigError`
+with the file and, where there is one, the line.
 """
 
 from __future__ import annotations
@@ -13,6 +20,18 @@ from typing import Any
 
 import yaml
 
+MAX_CONFIG_BYTES = 1_000_000
+MAX_ENTRIES = 2_000
+MAX_EXCERPT = 80
+# A whole message is cut at this length too, whatever quoted it.
+MAX_MESSAGE = 600
+
+
+def excerpt(value: object) -> str:
+    """`repr(value)`, cut to MAX_EXCERPT characters: error messages quote configuration, not copy it."""
+    text = repr(value)
+    return text if len(text) <= MAX_EXCERPT else text[:MAX_EXCERPT] + f"… ({len(text):,} characters)"
+
 
 class ConfigError(ValueError):
     """A configuration file is wrong. The message names the file, the line, the field and the fix."""
@@ -20,6 +39,8 @@ class ConfigError(ValueError):
     def __init__(self, path: str | Path, line: int | None, message: str, fix: str) -> None:
         self.path = str(path)
         self.line = line
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + "…"
         self.problem = message
         self.fix = fix
         where = f"{self.path}, line {line}" if line is not None else self.path
@@ -44,11 +65,39 @@ class _DuplicateKey(Exception):
         self.second_line = second_line
 
 
+class _Refused(Exception):
+    def __init__(self, line: int, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+        self.fix = fix
+
+
 class _LineLoader(yaml.SafeLoader):
-    pass
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:  # type: ignore[override]
+        # Refused while composing, before anything is expanded or built.
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(
+                event.start_mark.line + 1,
+                f"YAML aliases are not accepted (*{str(getattr(event, 'anchor', ''))[:MAX_EXCERPT]})",
+                "write the value out in full instead of referring to an anchor",
+            )
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+
+def _check_size(node: yaml.CollectionNode) -> None:
+    if len(node.value) > MAX_ENTRIES:
+        raise _Refused(
+            node.start_mark.line + 1,
+            f"{len(node.value):,} entries in one {'list' if isinstance(node, yaml.SequenceNode) else 'mapping'}, "
+            f"more than the limit of {MAX_ENTRIES:,}",
+            f"keep each list and mapping to at most {MAX_ENTRIES:,} entries",
+        )
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
+    _check_size(node)
     loader.flatten_mapping(node)
     result = LineMap()
     result.line = node.start_mark.line + 1
@@ -56,6 +105,12 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         key_line = key_node.start_mark.line + 1
+        if isinstance(key, list | dict | set):  # unhashable: `? [a, b]` or `{[1]: x}`
+            raise _Refused(
+                key_line,
+                f"a key is {type(key).__name__} {excerpt(key)}, not text",
+                "write each key as plain text",
+            )
         if key in result.key_lines:
             raise _DuplicateKey(str(key), result.key_lines[key], key_line)
         result[key] = loader.construct_object(value_node, deep=True)
@@ -64,6 +119,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
 
 
 def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
+    _check_size(node)
     result = LineList(loader.construct_object(child, deep=True) for child in node.value)
     result.line = node.start_mark.line + 1
     result.item_lines = [child.start_mark.line + 1 for child in node.value]
@@ -79,13 +135,35 @@ def load_yaml_with_lines(path: str | Path, text: str | None = None) -> Any:
     path = Path(path)
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+            size = path.stat().st_size
+            if size > MAX_CONFIG_BYTES:
+                raise _too_big(path, size)
+            data = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
             raise ConfigError(
                 path, None, "the file does not exist", "pass the path of an existing YAML file"
             ) from None
+        except IsADirectoryError:
+            raise ConfigError(path, None, "this is a directory", "pass the path of a YAML file") from None
+        if len(data) > MAX_CONFIG_BYTES:  # it grew since stat
+            raise _too_big(path, len(data))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                path,
+                data.count(b"\n", 0, exc.start) + 1,
+                f"byte {data[exc.start : exc.start + 1]!r} at offset {exc.start} is not UTF-8",
+                "save the file as UTF-8",
+            ) from None
+    elif len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
+        raise _too_big(path, len(text.encode("utf-8", "surrogatepass")))
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader derives from SafeLoader
+    except _Refused as refused:
+        raise ConfigError(path, refused.line, refused.message, refused.fix) from None
+    except RecursionError:
+        raise ConfigError(path, None, "nested too deeply", "flatten the structure") from None
     except _DuplicateKey as dup:
         raise ConfigError(
             path,
@@ -96,8 +174,18 @@ def load_yaml_with_lines(path: str | Path, text: str | None = None) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError(
-            path, line, f"not valid YAML ({exc.problem or exc.context})", "correct the YAML syntax"
-        ) from None
+        problem = str(exc.problem or exc.context)[:MAX_EXCERPT]
+        raise ConfigError(path, line, f"not valid YAML ({problem})", "correct the YAML syntax") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(path, None, f"not valid YAML ({exc})", "correct the YAML syntax") from None
+        raise ConfigError(
+            path, None, f"not valid YAML ({str(exc)[:MAX_EXCERPT]})", "correct the YAML syntax"
+        ) from None
+
+
+def _too_big(path: Path, size: int) -> ConfigError:
+    return ConfigError(
+        path,
+        None,
+        f"the file is {size:,} bytes, more than the limit of {MAX_CONFIG_BYTES:,} for a configuration file",
+        "keep the catalog or mapping under 1 MB (at most 2,000 entries per list)",
+    )

@@ -278,11 +278,10 @@ class Ga4Client:
     # -- SDK plumbing -------------------------------------------------------------------------
 
     def _make_credentials(self) -> Any:
-        import os
-
         from google.auth.credentials import AnonymousCredentials
 
-        path = self.settings.credentials_file or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        # Unset: application default credentials, which read GOOGLE_APPLICATION_CREDENTIALS themselves.
+        path = self.settings.credentials_file
         if self.settings.api_endpoint and not self.settings.credentials_file:
             return AnonymousCredentials()
         if path:

@@ -22,3 +22,9 @@ class Ga4QuotaDeferred(Ga4FetchError):
 
 class Ga4QuotaExhausted(Ga4FetchError):
     """The property's daily token budget is spent: its remaining reports fail for today."""
+
+
+class Ga4ResponseError(Ga4FetchError):
+    """A response row does not parse (a date that is no day, a metric that is no number, a missing
+    value): the load stops before anything of the report is written, naming report, field, value and
+    property."""

@@ -21,6 +21,7 @@ from connectors.hubspot.settings import (
     HubSpotError,
     HubSpotFetchError,
     HubSpotQuotaError,
+    HubSpotResponseError,
     HubSpotSettings,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "HubSpotError",
     "HubSpotFetchError",
     "HubSpotQuotaError",
+    "HubSpotResponseError",
     "HubSpotSettings",
     "PortalRateLimiter",
     "shared_limiter",

@@ -52,10 +52,39 @@ from connectors.hubspot.settings import (
     HubSpotConfigError,
     HubSpotFetchError,
     HubSpotQuotaError,
+    HubSpotResponseError,
     HubSpotSettings,
 )
 
 log = logging.getLogger(__name__)
+
+# A value quoted in an error is cut to this many characters: it comes from a response.
+MAX_QUOTED = 40
+
+
+def _quoted(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return repr(text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "…")
+
+
+def _timestamps(object_type: str, ids: list[str], field: str, values: list[Any]) -> pa.Array:
+    """ISO 8601 instants as UTC timestamps; one that does not parse stops the load naming its record."""
+    try:
+        return pa.array(values, pa.string()).cast(pa.timestamp("ms", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    for record_id, value in zip(ids, values, strict=True):
+        if value is None:
+            continue
+        try:
+            pa.array([value], pa.string()).cast(pa.timestamp("ms", tz="UTC"))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            raise HubSpotResponseError(
+                f"HubSpot {object_type} record {_quoted(record_id)}: field '{field}' is {_quoted(value)}, "
+                "not an ISO 8601 timestamp; nothing of this object type was written"
+            ) from None
+    raise HubSpotResponseError(f"HubSpot {object_type}: field '{field}' holds a value that is not text")
+
 
 OBJECT_SCHEMA = pa.schema(
     [
@@ -639,6 +668,11 @@ class HubSpotClient:
         dumps = json.dumps
         for record in records:
             properties = record.get("properties") or {}
+            if not isinstance(record.get("id"), str | int) or not str(record["id"]).strip():
+                raise HubSpotResponseError(
+                    f"HubSpot {object_type}: a record has id {_quoted(record.get('id'))}, not a record id; "
+                    "nothing of this object type was written"
+                )
             ids.append(str(record["id"]))
             created.append(record.get("createdAt"))
             updated.append(record.get("updatedAt"))
@@ -667,8 +701,8 @@ class HubSpotClient:
         columns = [
             pa.array([portal] * len(ids), pa.string()),
             pa.array(ids, pa.string()),
-            pa.array(created, pa.string()).cast(pa.timestamp("ms", tz="UTC")),
-            pa.array(updated, pa.string()).cast(pa.timestamp("ms", tz="UTC")),
+            _timestamps(object_type, ids, "createdAt", created),
+            _timestamps(object_type, ids, "updatedAt", updated),
             pa.array(archived, pa.bool_()),
             pa.array(merged_into, pa.string()),
             pa.array(props_json, pa.string()),

@@ -86,6 +86,11 @@ class HubSpotFetchError(HubSpotError):
         self.status = status
 
 
+class HubSpotResponseError(HubSpotFetchError):
+    """A record does not parse (a timestamp that is no instant, a record without an id): the load
+    stops before anything of the object type is written, naming object, id, field and value."""
+
+
 @dataclass
 class HubSpotSettings:
     """How to reach one HubSpot portal and how hard to push it.

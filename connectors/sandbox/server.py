@@ -137,6 +137,9 @@ class SandboxConfig:
     ga4: Any = None
     hubspot: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # Test-only: (api, route name, response) -> response, applied to every handled response; tests
+    # plant hostile or malformed values in an otherwise real body with it.
+    response_hook: Callable[[str, str, ApiResponse], ApiResponse] | None = None
 
 
 class Counters:
@@ -408,6 +411,9 @@ class _Handler(BaseHTTPRequestHandler):
                 except Exception as exc:  # a handler bug must show up as a 500, not a hung client
                     ctx.counters.incr(f"{route.api}.handler_errors")
                     response = ApiResponse(500, {"error": {"code": 500, "message": f"sandbox bug: {exc!r}"}})
+                hook = sandbox.config.response_hook
+                if hook is not None:
+                    response = hook(route.api, route.name, response)
             ctx.counters.record(route.api, route.name, response.status)
             self._send(response)
         finally:

@@ -8,7 +8,6 @@ files (see orchestration/model.py).
 """
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 
@@ -26,7 +25,7 @@ from orchestration.resources import (
     WarehouseResource,
     data_source_label,
 )
-from orchestration.settings import DUCKDB_POOL, OWNERS
+from orchestration.settings import DUCKDB_POOL, OWNERS, load_settings
 from orchestration.table_meta import columns, ident, qualified, row_count, table_exists, table_metadata
 from transforms.catalog import ConfigError
 
@@ -262,14 +261,11 @@ def build_rates_check(table: ModelTable) -> dg.AssetChecksDefinition:
 
 
 def _tolerance(env: str, default: float) -> float:
-    raw = os.environ.get(env, str(default))
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise dg.Failure(
-            description=f"environment: {env}={raw!r} must be a number such as {default}"
-        ) from exc
-    return value
+    settings = load_settings()
+    return {
+        "STEPWISE_RECONCILE_TOLERANCE": settings.reconcile_tolerance,
+        "STEPWISE_LEADS_TOLERANCE": settings.leads_tolerance,
+    }[env]
 
 
 @dg.asset_check(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
-import os
 import smtplib
 import ssl
 import time
@@ -44,6 +43,12 @@ class DeliveryConfigError(ValueError):
     """A delivery setting in the environment is unusable; raised before anything is written or sent."""
 
 
+def _environ() -> Mapping[str, str]:
+    from orchestration.settings import environ
+
+    return environ()
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
     raw = env.get(name)
     if raw is None:
@@ -60,7 +65,7 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise DeliveryConfigError(f"environment: {name}={raw!r} must be a whole number from {low} to {high}")
     return int(raw)
 
@@ -81,7 +86,7 @@ class SmtpSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings | None:
-        env = os.environ if env is None else env
+        env = _environ() if env is None else env
         host = env.get("STEPWISE_SMTP_HOST", "").strip()
         if not host:
             return None
@@ -155,7 +160,7 @@ class SlackSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SlackSettings | None:
-        env = os.environ if env is None else env
+        env = _environ() if env is None else env
         url = env.get("STEPWISE_SLACK_WEBHOOK_URL", "").strip()
         if not url:
             return None
@@ -187,7 +192,7 @@ class DeliverySettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DeliverySettings:
-        env = os.environ if env is None else env
+        env = _environ() if env is None else env
         base = env.get("STEPWISE_EXPORT_BASE_URL", "").strip() or None
         raw_backoff = env.get("STEPWISE_DELIVERY_BACKOFF_SECONDS", "").strip()
         try:

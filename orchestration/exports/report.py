@@ -16,7 +16,6 @@ import contextlib
 import datetime as dt
 import json
 import math
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -475,6 +474,12 @@ def cohort_funnels(con: duckdb.DuckDBPyConnection) -> set[str]:
         r[0]
         for r in con.execute(f"SELECT DISTINCT funnel_name FROM marts.funnel_daily WHERE {where}").fetchall()
     }
+
+
+def _lag_from_environment() -> str | None:
+    from orchestration.settings import environ
+
+    return environ().get(CRM_LAG_ENV)
 
 
 def _lag_setting(value: int | str | None) -> int | None:
@@ -1387,7 +1392,7 @@ def build_summary(
     """
     period = Period(period_start, period_end)
     lag_setting = _lag_setting(
-        crm_cohort_lag_days if crm_cohort_lag_days is not None else os.environ.get(CRM_LAG_ENV)
+        crm_cohort_lag_days if crm_cohort_lag_days is not None else _lag_from_environment()
     )
     out_dir = Path(out_dir)
     check_marts(con)
@@ -1517,7 +1522,7 @@ def run_export(
         )
     # A bad setting fails before the analyst file is opened.
     lag_setting = _lag_setting(
-        crm_cohort_lag_days if crm_cohort_lag_days is not None else os.environ.get(CRM_LAG_ENV)
+        crm_cohort_lag_days if crm_cohort_lag_days is not None else _lag_from_environment()
     )
     if isinstance(period_end, str):
         try:

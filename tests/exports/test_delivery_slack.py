@@ -19,7 +19,12 @@ from orchestration.defs.exports.assets import (
     weekly_summary_schedule,
 )
 from orchestration.exports.delivery import DeliverySettings, SlackSettings, post_slack
-from orchestration.resources import Ga4Resource, HubSpotResource, StepwiseConfigError, WarehouseResource
+from orchestration.resources import (
+    SandboxGa4Resource,
+    SandboxHubSpotResource,
+    StepwiseConfigError,
+    WarehouseResource,
+)
 
 HOOK_PATH = "/services/T000TEST/B000TEST/abcdefSECRETwebhookpath"
 
@@ -133,8 +138,8 @@ def materialize_export(analyst_file, tmp_path, monkeypatch, env: dict[str, str])
             "warehouse": WarehouseResource(
                 working_path=str(tmp_path / "working.duckdb"), analyst_path=str(analyst_file)
             ),
-            "ga4": Ga4Resource(),
-            "hubspot": HubSpotResource(),
+            "ga4": SandboxGa4Resource(),
+            "hubspot": SandboxHubSpotResource(),
         },
         raise_on_error=False,
     )

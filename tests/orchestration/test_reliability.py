@@ -4,7 +4,6 @@ never damages the analyst file."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -197,11 +196,12 @@ def test_bad_configuration_fails_before_any_write_with_one_message(
     stepwise_env: Any, baseline: Any, tmp_path: Path, file_digest: Any
 ) -> None:
     home = tmp_path / "dagster_home"
+    working = tmp_path / "w.duckdb"
     analyst_before = file_digest(stepwise_env.analyst)
     env = stepwise_env.subprocess_env(
         STEPWISE_GA4_PROPERTY_IDS="12345,properties/678",
         DAGSTER_HOME=str(home),
-        STEPWISE_WORKING_DB=str(tmp_path / "w.duckdb"),
+        STEPWISE_WORKING_DB=str(working),
     )
     done = subprocess.run(
         [sys.executable, "-m", "orchestration.demo", "--no-export", "--days", "2"],
@@ -211,10 +211,12 @@ def test_bad_configuration_fails_before_any_write_with_one_message(
         text=True,
         timeout=600,
     )
-    assert done.returncode == 1, done.stdout + done.stderr
-    failed_lines = [line for line in done.stdout.splitlines() if re.search(r"FAILED raw__ga4_\w+: ", line)]
-    assert failed_lines
-    for line in failed_lines:
-        assert "STEPWISE_GA4_PROPERTY_IDS has ['properties/678']" in line, line
-    assert "the analyst file was not replaced" in done.stdout
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stdout.splitlines() if "configuration error" in line]
+    assert len(errors) == 1, done.stdout
+    assert "STEPWISE_GA4_PROPERTY_IDS='12345,properties/678' must be numeric GA4 property ids" in errors[0]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "nothing was written" in done.stdout
+    # Checked before the instance, the sandbox or the warehouse is touched.
+    assert not working.exists() and not home.exists()
     assert file_digest(stepwise_env.analyst) == analyst_before

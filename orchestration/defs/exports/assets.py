@@ -7,10 +7,8 @@ A delivery that still fails after its retries fails the `delivery` check; the fi
 """
 
 import datetime as dt
-import os
 
 import dagster as dg
-from dagster._utils.schedules import is_valid_cron_string
 
 from orchestration.exports.delivery import (
     HEADLINE_FIELDS,
@@ -23,12 +21,11 @@ from orchestration.exports.safe_text import markdown_text
 from orchestration.resources import (
     Ga4Resource,
     HubSpotResource,
-    StepwiseConfigError,
     WarehouseResource,
     data_source_label,
     resolve_path,
 )
-from orchestration.settings import OWNERS, start_date, time_zone
+from orchestration.settings import OWNERS, load_settings, start_date, time_zone
 
 try:
     from orchestration.defs.publish import PUBLISH_KEY
@@ -40,17 +37,11 @@ DEFAULT_CRON = "0 7 * * 1"
 
 
 def export_cron() -> str:
-    value = os.environ.get("STEPWISE_EXPORT_CRON", DEFAULT_CRON).strip()
-    if not is_valid_cron_string(value):
-        raise StepwiseConfigError(
-            f"environment: STEPWISE_EXPORT_CRON={value!r} is not a cron expression; "
-            "use five fields, e.g. '0 7 * * 1' for Mondays at 07:00 (in STEPWISE_TIME_ZONE)"
-        )
-    return value
+    return load_settings().export_cron
 
 
 def export_root() -> str:
-    return os.environ.get("STEPWISE_EXPORT_DIR", "data/exports").strip() or "data/exports"
+    return load_settings().export_dir
 
 
 # Weeks start on Monday (day_offset=1), so a partition key is the Monday of an ISO week.
@@ -160,7 +151,7 @@ def weekly_summary(
     hubspot: HubSpotResource,
 ) -> dg.MaterializeResult:
     # Delivery settings are validated first: a bad setting fails before anything is written.
-    settings = DeliverySettings.from_env()
+    settings: DeliverySettings = load_settings().delivery
     week_start = dt.date.fromisoformat(context.partition_key[:10])
     sandbox = True if data_source_label(ga4, hubspot) == "sandbox" else None
     result = run_export(
