@@ -29,7 +29,8 @@ ENTRY = """  - name: conversion_{i}
 
 
 def alias_bomb() -> str:
-    """The issue's 336-byte catalog: nine levels of aliases inside a conversion's description."""
+    """A catalog of 443 bytes like the issue's 336-byte one: nine levels of aliases in a description
+    (9**9 = 387 million strings once expanded)."""
     levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for i, name in enumerate("bcdefghi"):
         prev = "abcdefghi"[i]
