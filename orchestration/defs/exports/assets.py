@@ -7,6 +7,7 @@ A delivery that still fails after its retries fails the `delivery` check; the fi
 """
 
 import datetime as dt
+import os
 
 import dagster as dg
 
