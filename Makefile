@@ -10,7 +10,7 @@ PY := .venv/bin/python
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
-.PHONY: demo test bench ui lint sandbox env system-deps clean sql
+.PHONY: demo test bench ui lint sandbox env system-deps clean sql deploy-local
 
 # Python environment from the lock file (uv is installed with pip if missing).
 env: .venv/.synced
@@ -21,12 +21,17 @@ env: .venv/.synced
 	$(UV) sync --frozen --all-groups
 	@touch $@
 
-# Debian packages some tests need (headless Chromium for the UI and report tests).
+# Debian packages some tests need (headless Chromium for the UI and report tests; PostgreSQL's server
+# for the production deployment and its test).
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium (needed by the page-rendering tests)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || { echo "could not install chromium: run as root or install it with apt-get"; exit 1; }; }
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql (the deployment's database server, and its test's)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	  || { echo "could not install postgresql: run as root or install it with apt-get"; exit 1; }; }
 
 demo: env
 	$(PY) -m orchestration.demo
@@ -39,6 +44,11 @@ bench: env
 
 ui: env
 	$(PY) -m orchestration.ui
+
+# The production deployment on this machine: PostgreSQL on 127.0.0.1:55432 (data/deploy/postgres), the
+# Dagster daemon (queued runs, schedules, concurrency pools) and the webserver on 127.0.0.1:3000.
+deploy-local: env system-deps
+	$(PY) -m orchestration.deployment up
 
 sandbox: env
 	$(PY) -m connectors.sandbox --port 8765 --preset demo --seed 7

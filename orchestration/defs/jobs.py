@@ -10,11 +10,15 @@ import dagster as dg
 from orchestration.settings import DAILY, schedule_hour
 
 PIPELINE_GROUPS = ("ingest", "staging", "marts", "publish")
+# Runs that write the DuckDB working file carry this tag; the deployment's queue runs one of them at a
+# time (tag_concurrency_limits in orchestration/deployment.py), as DuckDB allows one writing process.
+WAREHOUSE_WRITER_TAGS = {"stepwise/writes": "warehouse"}
 
 stepwise_daily = dg.define_asset_job(
     name="stepwise_daily",
     selection=dg.AssetSelection.groups(*PIPELINE_GROUPS),
     partitions_def=DAILY,
+    tags=WAREHOUSE_WRITER_TAGS,
     description=(
         "Ingest GA4 and HubSpot for a range of days, rebuild staging and marts, run their checks, "
         "and publish the analyst file."
@@ -24,6 +28,7 @@ stepwise_daily = dg.define_asset_job(
 rebuild_models = dg.define_asset_job(
     name="rebuild_models",
     selection=dg.AssetSelection.groups("staging", "marts", "publish"),
+    tags=WAREHOUSE_WRITER_TAGS,
     description="Rebuild staging and marts from what raw already holds (no API calls), then publish.",
     config={"ops": {"warehouse_model": {"config": {"full_rebuild": True}}}},
 )
