@@ -4,6 +4,8 @@ Routes, as ``BetaAnalyticsDataClient(transport="rest")`` calls them:
 
 - ``POST /v1beta/properties/{id}:runReport``
 - ``GET  /v1beta/properties/{id}/metadata``
+- ``POST /v1beta/properties/{id}:checkCompatibility`` (the sandbox's one compatibility rule: audience
+  dimensions go with user metrics only)
 
 Reports are computed by SQL over the store (one cursor per request thread, parameters for every
 value, identifiers only from the catalog below). What the real API does and this fake mirrors:
@@ -135,6 +137,7 @@ class DimensionDef:
     event_scoped: bool = False
     custom: bool = False
     description: str = ""
+    audience: bool = False  # served from experiment_exposures (see _AUDIENCE_JOIN)
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,28 @@ DIMENSIONS: dict[str, DimensionDef] = {
             event_scoped=True,
             custom=True,
             description="An event scoped custom dimension for your Analytics property.",
+        ),
+        # Audiences: the sandbox has one per variant of each planted experiment (the third-party testing
+        # integration creates them on exp_variant_string), named after the exp_variant_string. As the API
+        # schema says, users are reported in the audiences they belonged to during the date range; here a
+        # visitor belongs from the day of their first exposure (membership outlasts every window).
+        DimensionDef(
+            "audienceId",
+            "Audience ID",
+            "_aud.audience_id",
+            "General",
+            audience=True,
+            description="The numeric identifier of an Audience. Users are reported in the audiences that they "
+            "belonged to during the report's date range.",
+        ),
+        DimensionDef(
+            "audienceName",
+            "Audience name",
+            "_aud.audience_name",
+            "General",
+            audience=True,
+            description="The given name of an Audience. Users are reported in the audiences that they belonged "
+            "to during the report's date range.",
         ),
     ]
 }
@@ -493,6 +518,12 @@ def parse_request(body: Any, today: dt.date) -> ReportRequest:
     for name in _filter_fields(body.get("metricFilter")):
         if name not in met_names:
             raise _invalid(f"Metric filter field {name} must be one of the request's metrics.")
+    clash = _incompatible_fields(dim_names + _filter_fields(body.get("dimensionFilter")), met_names)
+    if clash:
+        raise _invalid(
+            f"Please remove {clash[0]} to make the request compatible. The request's dimensions & metrics are "
+            "incompatible. To learn more, see https://ga-dev-tools.web.app/ga4/dimensions-metrics-explorer/"
+        )
     for ob in body.get("orderBys", []):
         if "metric" in ob and ob["metric"].get("metricName") not in met_names:
             raise _invalid(
@@ -855,6 +886,10 @@ def _compute(
             source = "events JOIN (SELECT session_id AS _sid, engaged FROM sessions) AS _eng ON _eng._sid = events.session_id"
     else:
         source = "sessions"
+    if any(d.audience for d in req.dimensions) or any(
+        DIMENSIONS[name].audience for name in _filter_fields(req.dimension_filter)
+    ):
+        source += _AUDIENCE_JOIN
 
     dims = list(req.dimensions)
     multi_range = len(req.date_ranges) > 1
@@ -1196,6 +1231,92 @@ def _encode_report(
     return f"{head_text}{sep}{tail_text}".encode()
 
 
+# --------------------------------------------------------------------------------------------
+# compatibility (audiences)
+
+# Membership per (visitor, audience) from the day of the visitor's first exposure; a row of the base table
+# (session or event) joins every audience its visitor belonged to on that day.
+_AUDIENCE_JOIN = (
+    " JOIN (SELECT user_id AS _aud_user, exp_variant_string AS audience_name, audience_id, date AS _aud_from "
+    "FROM experiment_exposures) AS _aud ON _aud._aud_user = user_id AND date >= _aud._aud_from"
+)
+
+
+def _incompatible_fields(dimension_names: list[str], metric_names: list[str]) -> list[str]:
+    """The sandbox's compatibility rule: audience dimensions (in the request or its dimension filter) go
+    only with user metrics (totalUsers, activeUsers, newUsers, totalPurchasers); a session or event metric
+    beside them is incompatible. Returns the fields to remove (metrics first), [] when compatible."""
+    if not any(name in DIMENSIONS and DIMENSIONS[name].audience for name in dimension_names):
+        return []
+    return [name for name in metric_names if name in METRICS and not METRICS[name].user_metric]
+
+
+def check_compatibility(request: ApiRequest, ctx: SandboxContext) -> ApiResponse:
+    """``POST /v1beta/properties/{id}:checkCompatibility``: every dimension and metric, with whether it can
+    be in a report beside the request's dimensions, metrics and dimension filter. An unknown field is a 400
+    as in runReport; an incompatible request is NOT an error here (the method reports it)."""
+    try:
+        _property_settings(ctx, _property_id(request))
+        try:
+            body = request.json()
+        except ValueError:
+            raise _invalid("Invalid JSON payload received.") from None
+        if not isinstance(body, dict):
+            raise _invalid("Invalid JSON payload received. Expected an object.")
+        dims = [d.get("name", "") for d in body.get("dimensions", []) if isinstance(d, dict)]
+        mets = [m.get("name", "") for m in body.get("metrics", []) if isinstance(m, dict)]
+        filter_dims = _filter_fields(body.get("dimensionFilter"))
+        for name in dims + filter_dims:
+            if name not in DIMENSIONS:
+                raise _invalid(
+                    f"Field {name} is not a valid dimension. For a list of valid dimensions and metrics, see {API_SCHEMA_URL}"
+                )
+        for name in mets:
+            if name not in METRICS:
+                raise _invalid(
+                    f"Field {name} is not a valid metric. For a list of valid dimensions and metrics, see {API_SCHEMA_URL}"
+                )
+        wanted = body.get("compatibilityFilter", 0)
+        wanted = (
+            {0: None, 1: "COMPATIBLE", 2: "INCOMPATIBLE"}.get(wanted, wanted)
+            if isinstance(wanted, int)
+            else wanted
+        )
+    except ApiError as exc:
+        return exc.response()
+    base_dims = dims + filter_dims
+    dim_out = []
+    for d in DIMENSIONS.values():
+        ok = not _incompatible_fields([d.api_name], mets)
+        dim_out.append(
+            {
+                "dimensionMetadata": {
+                    "apiName": d.api_name,
+                    "uiName": d.ui_name,
+                    "description": d.description or d.ui_name,
+                },
+                "compatibility": "COMPATIBLE" if ok else "INCOMPATIBLE",
+            }
+        )
+    met_out = []
+    for m in METRICS.values():
+        ok = not _incompatible_fields(base_dims, [m.api_name])
+        met_out.append(
+            {
+                "metricMetadata": {
+                    "apiName": m.api_name,
+                    "uiName": m.ui_name,
+                    "description": m.description or m.ui_name,
+                },
+                "compatibility": "COMPATIBLE" if ok else "INCOMPATIBLE",
+            }
+        )
+    if wanted:
+        dim_out = [x for x in dim_out if x["compatibility"] == wanted]
+        met_out = [x for x in met_out if x["compatibility"] == wanted]
+    return ApiResponse(200, {"dimensionCompatibilities": dim_out, "metricCompatibilities": met_out})
+
+
 def get_metadata(request: ApiRequest, ctx: SandboxContext) -> ApiResponse:
     try:
         settings = _property_settings(ctx, _property_id(request))
@@ -1232,6 +1353,9 @@ def routes() -> list[Route]:
     return [
         Route("ga4", "POST", prop + ":runReport", run_report, name="ga4:runReport"),
         Route("ga4", "GET", prop + "/metadata", get_metadata, name="ga4:getMetadata"),
+        Route(
+            "ga4", "POST", prop + ":checkCompatibility", check_compatibility, name="ga4:checkCompatibility"
+        ),
     ]
 
 

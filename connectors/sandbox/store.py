@@ -89,6 +89,7 @@ import pandas as pd
 import pyarrow as pa
 
 from connectors.sandbox import (
+    store_experiments,
     store_gen,
     store_hostile,
     store_lifecycle,
@@ -107,11 +108,17 @@ from connectors.sandbox.store_gen import (
 
 __all__ = ["DEFAULT_CACHE_DIR", "PRESETS", "Preset", "Store", "StoreTruth", "build_store"]
 
-TABLES = ("sessions", "contacts", "deals", "companies")
+TABLES = ("sessions", "contacts", "deals", "companies", "experiment_exposures")
 STORE_CATALOG = "sandbox_store"
 # Where callers (sandbox CLI, benchmarks) keep generated large stores; git-ignored like all of data/.
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "data" / "sandbox-cache"
-_TABLE_KEYS = {"sessions": "session_id", "contacts": "id", "deals": "id", "companies": "id"}
+_TABLE_KEYS = {
+    "sessions": "session_id",
+    "contacts": "id",
+    "deals": "id",
+    "companies": "id",
+    "experiment_exposures": "experiment, user_id",
+}
 FUNNEL_STEPS = ("view_item", "add_to_cart", "begin_checkout", "purchase")
 
 
@@ -167,6 +174,7 @@ class StoreTruth:
             ),
             "wishlist_purchase_multiplier": m.WISHLIST_PURCHASE_MULT,
             "hostile_values": store_hostile.HOSTILE_VALUES,
+            "experiments": store_experiments.planted_truth(),
         }
 
     def _df(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -554,7 +562,7 @@ def _expose_in_default_catalog(con: duckdb.DuckDBPyConnection) -> None:
 def _generator_digest() -> str:
     """Hash of the generator's source: a cached file from an older model is never reused."""
     digest = hashlib.sha256()
-    for module in (store_gen, m, store_hostile, store_realism, store_lifecycle, store_merges):
+    for module in (store_gen, m, store_hostile, store_realism, store_lifecycle, store_merges, store_experiments):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()
 

@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from connectors.sandbox import store_hostile, store_lifecycle, store_merges, store_realism
+from connectors.sandbox import store_experiments, store_hostile, store_lifecycle, store_merges, store_realism
 from connectors.sandbox import store_model as m
 
 CHUNK_DAYS = 28  # fixed, part of the determinism contract: changing it changes every store
@@ -364,6 +364,8 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
         if pending is not None:
             pending.result()
     writer.close()
+    # Planted A/B experiments: their own RNG stream; they flip a few funnel events of treated visitors.
+    store_experiments.plant(con, params.seed, params.start_date)
     state.device = state.country = np.empty(0, dtype=np.int8)
     _populate_crm(con, rng, params, state)
     # A few hostile public values (UTM campaigns, a landing page, a form name); own RNG stream (seed, 13).
