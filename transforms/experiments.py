@@ -240,7 +240,7 @@ def build_experiment_readout(
     con.register("sw_experiment_variants", variants)
     con.register("sw_experiment_conversions", conversions)
     try:
-        counts = con.sql(model.select_sql).fetch_arrow_table()
+        counts = con.sql(model.select_sql).to_arrow_table()
     finally:
         con.unregister("sw_experiment_variants")
         con.unregister("sw_experiment_conversions")

@@ -300,14 +300,13 @@ def _parse_experiment(path: str, entry: Any, line: int, catalog: Catalog | None)
         end is not None
         and re.fullmatch(r"\d{4}-\d{2}-\d{2}", start)
         and re.fullmatch(r"\d{4}-\d{2}-\d{2}", end)
-    ):
-        if dt.date.fromisoformat(end) < dt.date.fromisoformat(start):
-            raise ConfigError(
-                path,
-                entry.key_lines["end_date"],
-                f"experiment '{name}': end_date {end} is before start_date {start}",
-                "swap or correct the dates",
-            )
+    ) and dt.date.fromisoformat(end) < dt.date.fromisoformat(start):
+        raise ConfigError(
+            path,
+            entry.key_lines["end_date"],
+            f"experiment '{name}': end_date {end} is before start_date {start}",
+            "swap or correct the dates",
+        )
     description = entry.get("description")
     return Experiment(
         name=name,

@@ -121,16 +121,12 @@ def validate_experiments(
                 )
                 request.dimension_filter = dimension_filter  # type: ignore[assignment]
                 log = client._new_log(property_id, EXPERIMENT_REPORT, "metadata", None, None)
+
+                def check(r: Any = request) -> Any:
+                    return client._sdk().check_compatibility(request=r, timeout=client.settings.timeout_s)
+
                 try:
-                    answer = client._call(
-                        property_id,
-                        EXPERIMENT_REPORT,
-                        lambda r=request: client._sdk().check_compatibility(
-                            request=r, timeout=client.settings.timeout_s
-                        ),
-                        log,
-                        use_budget=False,
-                    )
+                    answer = client._call(property_id, EXPERIMENT_REPORT, check, log, use_budget=False)
                 finally:
                     client._finish_log(log)
                 wanted = set(dimensions) | {EXPERIMENT_METRIC}

@@ -154,7 +154,7 @@ def _exposed(
     ).fetchnumpy()
     n = first["user_id"].shape[0]
     enters = rng.random(n) < exp.allocation
-    treatment = rng.random(n) >= exp.assigned_split[0]
+    treatment: np.ndarray = np.asarray(rng.random(n) >= exp.assigned_split[0])
     keep = np.flatnonzero(enters)
     return {
         "user_id": np.asarray(first["user_id"])[keep],
@@ -179,7 +179,7 @@ def _candidates(
         ),
     )
     try:
-        return con.execute(
+        found = con.execute(
             f"""
             SELECT s.session_id FROM sessions s JOIN treated_visitors t USING (user_id)
             WHERE s.ts >= t.exposed_at AND {condition} ORDER BY s.session_id
@@ -187,6 +187,7 @@ def _candidates(
         ).fetchnumpy()
     finally:
         con.unregister("treated_visitors")
+    return {"session_id": np.asarray(found["session_id"])}
 
 
 def _share(con: duckdb.DuckDBPyConnection, numerator: str, denominator: str, start: dt.date) -> float:

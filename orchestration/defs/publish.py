@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from orchestration.defs.experiments import READOUT_KEY
 from orchestration.model import MART_KEYS
 from orchestration.resources import Ga4Resource, HubSpotResource, WarehouseResource, data_source_label
 from orchestration.settings import DUCKDB_POOL, OWNERS
@@ -15,7 +16,7 @@ PUBLISH_KEY = dg.AssetKey(["publish", "analyst_duckdb"])
     kinds={"duckdb", "python"},
     owners=OWNERS,
     pool=DUCKDB_POOL,
-    deps=MART_KEYS,
+    deps=[*MART_KEYS, READOUT_KEY],
     description=(
         "The analyst file (STEPWISE_ANALYST_DB, default data/stepwise.duckdb): after every mart is "
         "built and its blocking checks pass, the working warehouse is checkpointed, copied beside the "

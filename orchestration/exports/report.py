@@ -27,6 +27,7 @@ import jinja2
 import pyarrow.parquet as pq
 
 from orchestration.exports import charts, csv_safe, folder_swap, personal_data
+from orchestration.exports.section_experiments import experiments_section
 from transforms.build import MART_TABLES
 
 # The analyst-facing marts, as the transforms build them.
@@ -1430,6 +1431,7 @@ def build_summary(
         "quality": quality,
         "generated_at": generated_at,
         "marts": MARTS,
+        "experiments": experiments_section(con),
     }
     env = _environment()
     html = env.get_template("summary.html.j2").render(**context)

@@ -332,6 +332,72 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
             """,
             [start_date, end_date],
         )
+        # Experiments (hand-declared, the shape of transforms/sql/experiments/experiment_readout.sql): one
+        # "micro up, macro flat", one sample-ratio mismatch, one with no detectable difference.
+        con.execute(
+            """CREATE TABLE marts.experiment_readout (experiment VARCHAR, variant VARCHAR, is_control BOOLEAN,
+               audience_name VARCHAR, conversion_name VARCHAR, tier VARCHAR, window_start DATE, window_end DATE,
+               users BIGINT, converters BIGINT, rate DOUBLE, rate_ci_lower DOUBLE, rate_ci_upper DOUBLE, lift DOUBLE,
+               lift_ci_lower DOUBLE, lift_ci_upper DOUBLE, p_value DOUBLE, significant BOOLEAN,
+               fixed_lift_ci_lower DOUBLE, fixed_lift_ci_upper DOUBLE, fixed_p_value DOUBLE,
+               minimum_detectable_lift DOUBLE, planned_share DOUBLE, observed_share DOUBLE, srm_p_value DOUBLE,
+               srm_flag BOOLEAN, verdict VARCHAR, subject_to_thresholding BOOLEAN)"""
+        )
+        experiments = [
+            (
+                "checkout_button",
+                "micro up, macro flat",
+                0.31,
+                False,
+                15035,
+                15593,
+                [
+                    ("add_to_cart", "micro", 3226, 3891, 0.163, 0.088, 0.237, 0.0001, True),
+                    ("purchase", "macro", 797, 783, -0.053, -0.195, 0.089, 1.0, False),
+                ],
+            ),
+            (
+                "hero_video",
+                "sample-ratio mismatch: do not read",
+                1e-40,
+                True,
+                13952,
+                11586,
+                [
+                    ("view_item", "micro", 6057, 5017, -0.003, -0.048, 0.043, 1.0, False),
+                    ("purchase", "macro", 329, 267, -0.023, -0.291, 0.245, 1.0, False),
+                ],
+            ),
+            (
+                "pricing_page",
+                "no detectable difference, minimum detectable lift 34 %",
+                0.62,
+                False,
+                2010,
+                1990,
+                [
+                    ("sign_up", "micro", 120, 131, 0.103, -0.25, 0.46, 1.0, False),
+                    ("purchase", "macro", 48, 44, -0.074, -0.5, 0.35, 1.0, False),
+                ],
+            ),
+        ]
+        readout = []
+        for name, verdict, srm_p, srm_flag, n_c, n_t, convs in experiments:
+            for conv, tier, x_c, x_t, lift, lo, hi, p, sig in convs:
+                for variant, control, n, x in (("control", True, n_c, x_c), ("treatment", False, n_t, x_t)):
+                    rate = x / n
+                    half = 1.96 * (rate * (1 - rate) / n) ** 0.5
+                    readout.append(
+                        (name, variant, control, f"STW-{name}-{variant}", conv, tier, start_date, end_date, n, x,
+                         rate, rate - half, rate + half, None if control else lift, None if control else lo,
+                         None if control else hi, None if control else p, None if control else sig,
+                         None if control else lift - 0.6 * (lift - lo), None if control else lift + 0.6 * (hi - lift),
+                         None if control else min(1.0, p * 10), None if control else 0.2, 0.5, n / (n_c + n_t),
+                         srm_p, srm_flag, verdict, False)
+                    )  # fmt: skip
+        con.executemany(
+            "INSERT INTO marts.experiment_readout VALUES (" + ", ".join(["?"] * 28) + ")", readout
+        )
         for table in ("dims_channel", "dims_device", "dims_country", "dims_vt"):
             con.execute(f"DROP TABLE {table}")
         con.execute("CHECKPOINT")
