@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-AREAS = ("ga4", "hubspot", "hubspot_multiprocess", "transforms", "stats")
+AREAS = ("ga4", "hubspot", "hubspot_multiprocess", "transforms", "stats", "experiments")
 RESULTS = Path("data/bench-results.json")
 
 
