@@ -22,7 +22,14 @@ from transforms.catalog import Catalog
 from transforms.experiments_config import ExperimentsConfig
 from transforms.stats import wilson_interval
 
-__all__ = ["RAW_TABLE", "READOUT_SQL", "build_experiment_readout", "load_raw_experiments", "verdict"]
+__all__ = [
+    "RAW_TABLE",
+    "READOUT_SQL",
+    "build_experiment_readout",
+    "load_raw_experiments",
+    "verdict",
+    "windows_read",
+]
 
 RAW_TABLE = "raw.ga4_experiments"
 READOUT_SQL = Path(__file__).resolve().parent / "sql" / "experiments" / "experiment_readout.sql"
@@ -77,6 +84,19 @@ def load_raw_experiments(
         con.execute("ROLLBACK")
         raise
     return table.num_rows
+
+
+def windows_read(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dt.date]:
+    """(property_id, experiment) -> the last day of the window read so far ({} before the first load)."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = 'ga4_experiments'"
+    ).fetchall()[0][0]
+    if not exists:
+        return {}
+    rows = con.execute(
+        f"SELECT property_id, experiment, max(window_end) FROM {RAW_TABLE} GROUP BY ALL"
+    ).fetchall()
+    return {(p, e): d for p, e, d in rows}
 
 
 def _config_tables(config: ExperimentsConfig, catalog: Catalog) -> tuple[pa.Table, pa.Table]:

@@ -23,6 +23,7 @@ from orchestration.defs.ingest import (
     SINGLE_RUN,
     clear_failure,
     partition_dates,
+    request_metadata,
     warn_if_sandbox,
 )
 from orchestration.defs.models import MART_FRESHNESS, checks_for
@@ -76,19 +77,23 @@ def ga4_experiments(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, ga4: Ga4Resource
 ) -> dg.MaterializeResult:
     _start, end = partition_dates(context)
-    today = end + dt.timedelta(days=1)  # GA4's "today" for NdaysAgo: the day after the last complete day
     warn_if_sandbox(context, ga4)
     fetched = []
     try:
         warehouse.check_config()
         catalog, config = load_experiments_config()  # a bad file stops here, before any API call
         queries = experiment_queries(catalog, config)
+        with warehouse.connect() as con:  # (the working file may not exist yet: not read-only)
+            read_through = experiments_mart.windows_read(con)
         client = ga4.make_client(run_id=context.run.run_id)
         if queries:
             validate_experiments(client, queries, source=str(config.path))
         for property_id in ga4.property_id_list():
             for experiment, query in zip(config.experiments, queries, strict=True):
-                window = experiment.window(today)
+                # Re-running an older partition must not shrink a window already read further: read up to
+                # the later of this range's last day and the last day read before.
+                through = max(end, read_through.get((property_id, experiment.name), end))
+                window = experiment.window(through + dt.timedelta(days=1))
                 if window is None:
                     context.log.info(f"experiment {experiment.name}: not started by {end}")
                     continue
@@ -122,6 +127,7 @@ def ga4_experiments(
             "ga4_experiments",
             data_source=ga4.data_source(),
             extra={
+                **request_metadata(list(client.request_log)),
                 "rows_loaded": dg.MetadataValue.int(rows),
                 "experiments_read": dg.MetadataValue.json(sorted({e for _, e, _ in fetched})),
                 "through": dg.MetadataValue.text(str(end)),
