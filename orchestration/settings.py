@@ -232,6 +232,8 @@ SETTINGS: tuple[EnvSetting, ...] = (
        "the path of a conversion catalog YAML file", path, group="model"),
     _s("STEPWISE_CHANNEL_MAPPING", "channel_mapping_path", "transforms/config/channel_mapping.yaml",
        "the path of a channel mapping YAML file", path, group="model"),
+    _s("STEPWISE_EXPERIMENTS", "experiments_path", "transforms/config/experiments.yaml",
+       "the path of an experiments YAML file", path, group="model"),
     _s("STEPWISE_RECONCILE_TOLERANCE", "reconcile_tolerance", "0.01",
        "a share from 0 to 1 written with ASCII digits and a point, e.g. 0.01", ascii_decimal(0, 1),
        group="model"),
@@ -339,6 +341,7 @@ class StepwiseSettings(BaseModel):
     duckdb_threads: int
     catalog_path: str
     channel_mapping_path: str
+    experiments_path: str
     reconcile_tolerance: float
     leads_tolerance: float
     ga4_property_ids: tuple[str, ...] | None = None

@@ -9,7 +9,6 @@ whole window (users are not additive over days) up to the partition range's last
 """
 
 import datetime as dt
-import os
 from typing import Any
 
 import dagster as dg
@@ -42,8 +41,16 @@ READOUT_TABLE = ModelTable("marts", "experiment_readout", experiments_mart.READO
 def load_experiments_config() -> tuple[Any, ExperimentsConfig]:
     """(conversion catalog, experiments) from STEPWISE_CATALOG / STEPWISE_EXPERIMENTS or the shipped
     defaults; raises transforms' ConfigError (file, line, field, fix)."""
+    from orchestration.settings import SETTINGS_BY_NAME, load_settings, resolve_path
+
     catalog, _mapping = load_model_config()
-    path = os.environ.get("STEPWISE_EXPERIMENTS") or DEFAULT_EXPERIMENTS_PATH
+    chosen = load_settings().experiments_path
+    # The shipped default resolves inside transforms/config wherever the repository is.
+    path = (
+        DEFAULT_EXPERIMENTS_PATH
+        if chosen == SETTINGS_BY_NAME["STEPWISE_EXPERIMENTS"].default
+        else resolve_path(chosen)
+    )
     return catalog, load_experiments(path, catalog)
 
 
