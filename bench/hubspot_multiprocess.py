@@ -84,6 +84,8 @@ def _worker(base_url: str, token: str, start_at: float, duration: float, budget:
         general_interval_seconds=INTERVAL_MS / 1000,
         search_requests_per_second=SEARCH_PER_SECOND,
         rate_budget_path=budget or None,
+        # Pages are counted when they arrive: no prefetched pages carried into the measured window.
+        prefetch_pages=0,
     )
     client = HubSpotClient(settings)
     time.sleep(max(start_at - time.time(), 0.0))
