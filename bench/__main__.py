@@ -1,7 +1,7 @@
 """``make bench``: every benchmark, figures side by side, written to data/bench-results.json.
 
 Each area's module (bench/ga4.py, bench/hubspot.py, bench/hubspot_multiprocess.py, bench/transforms.py,
-bench/stats.py) adds entries
+bench/stats.py, bench/alerts.py) adds entries
 ``{name: {"value": ..., "target": ..., "unit": ...}}`` to one results dict. Targets are written as
 "<= x" or ">= x". Only ratios and medians measured in this one run are reported, because machines
 here are shared and noisy. ``python -m bench ga4`` runs one area.
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-AREAS = ("ga4", "hubspot", "hubspot_multiprocess", "transforms", "stats", "experiments")
+AREAS = ("ga4", "hubspot", "hubspot_multiprocess", "transforms", "stats", "experiments", "alerts")
 RESULTS = Path("data/bench-results.json")
 
 

@@ -524,6 +524,16 @@ def lookback_days() -> int:
     return load_settings().lookback_days
 
 
+def alert_lookback_days() -> int:
+    value = os.environ.get("STEPWISE_ALERT_LOOKBACK_DAYS", "28")
+    if not value.isdigit() or not 1 <= int(value) <= 366:
+        raise StepwiseConfigError(
+            f"environment: STEPWISE_ALERT_LOOKBACK_DAYS={value!r} must be a whole number of days from 1 to 366: "
+            "conversion anomalies this recent and not yet delivered are sent (older ones only stay in the mart)"
+        )
+    return int(value)
+
+
 def hubspot_incremental_overlap_seconds() -> float:
     """How far before the data cursor an incremental HubSpot extract starts (search lags edits)."""
     return load_settings().hubspot_incremental_overlap_seconds

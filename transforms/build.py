@@ -37,7 +37,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from transforms import stats, stats_clustered
+from transforms import anomalies, stats, stats_clustered
 from transforms.catalog import GA4_DEFAULT_CHANNEL_GROUPS, Catalog, ChannelMapping
 from transforms.raw_load import REQUEST_LOG_COLUMNS
 
@@ -65,6 +65,9 @@ MART_TABLES = (
     "segment_summary",
     "micro_macro_lift",
     "data_quality",
+    "time_to_convert",
+    "time_to_convert_curve",
+    "conversion_anomalies",
 )
 # Build order (dependencies first). Staging lookups loaded from Python come before all of these.
 MODEL_ORDER = (
@@ -95,6 +98,11 @@ MODEL_ORDER = (
     "marts/segment_summary",
     "marts/micro_macro_lift",
     "marts/data_quality",
+    "staging/time_to_convert_km",
+    "marts/time_to_convert",
+    "marts/time_to_convert_curve",
+    "staging/conversion_anomaly_scores",
+    "marts/conversion_anomalies",
 )
 _STAGE_PROPERTY = re.compile(r"hs_v2_date_entered_[A-Za-z0-9_]+")
 
@@ -970,6 +978,7 @@ def _build(
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     _ensure_raw(con)
+    anomalies.ensure_state(con)  # the alert delivery state that marts.conversion_anomalies reads
     con.execute(MACROS_SQL)
     con.execute("SET VARIABLE sw_time_zone = ?", [zone])
     con.execute("SET VARIABLE sw_unmapped_channel = ?", [mapping.unmapped_channel])

@@ -89,6 +89,7 @@ import pandas as pd
 import pyarrow as pa
 
 from connectors.sandbox import (
+    store_anomalies,
     store_experiments,
     store_gen,
     store_hostile,
@@ -175,6 +176,7 @@ class StoreTruth:
             "wishlist_purchase_multiplier": m.WISHLIST_PURCHASE_MULT,
             "hostile_values": store_hostile.HOSTILE_VALUES,
             "experiments": store_experiments.planted_truth(),
+            **store_anomalies.planted(store.start_date, store.end_date),
         }
 
     def _df(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -562,7 +564,16 @@ def _expose_in_default_catalog(con: duckdb.DuckDBPyConnection) -> None:
 def _generator_digest() -> str:
     """Hash of the generator's source: a cached file from an older model is never reused."""
     digest = hashlib.sha256()
-    for module in (store_gen, m, store_hostile, store_realism, store_lifecycle, store_merges, store_experiments):
+    for module in (
+        store_gen,
+        m,
+        store_hostile,
+        store_realism,
+        store_lifecycle,
+        store_merges,
+        store_experiments,
+        store_anomalies,
+    ):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()
 

@@ -17,7 +17,14 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from connectors.sandbox import store_experiments, store_hostile, store_lifecycle, store_merges, store_realism
+from connectors.sandbox import (
+    store_anomalies,
+    store_experiments,
+    store_hostile,
+    store_lifecycle,
+    store_merges,
+    store_realism,
+)
 from connectors.sandbox import store_model as m
 
 CHUNK_DAYS = 28  # fixed, part of the determinism contract: changing it changes every store
@@ -366,6 +373,7 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
     writer.close()
     # Planted A/B experiments: their own RNG stream; they flip a few funnel events of treated visitors.
     store_experiments.plant(con, params.seed, params.start_date)
+    store_anomalies.add_surge_sessions(con, params, state)  # planted traffic surge, own RNG stream
     state.device = state.country = np.empty(0, dtype=np.int8)
     _populate_crm(con, rng, params, state)
     # A few hostile public values (UTM campaigns, a landing page, a form name); own RNG stream (seed, 13).
@@ -373,6 +381,8 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
     # Realism that draws from its own RNG streams (the main stream above is untouched by them).
     store_lifecycle.apply_lifecycle_variants(con, params.seed)
     store_merges.apply_merges(con, params.seed)
+    # Planted anomalies (own RNG stream (seed, 15)).
+    store_anomalies.apply(con, params.seed, params.start_date, params.end_date)  # own RNG stream
     create_events_view(con)
 
 
@@ -409,10 +419,12 @@ def _populate_crm(
     wins = reach_opp & (u[:, 3] < prog[:, 3])
     d = rng.exponential(1.0, size=(n, 5))
     t_lead = created + np.where(newsletter, 60 + (d[:, 0] * m.NEWSLETTER_TO_LEAD_MEAN).astype(np.int64), 0)
-    t_mql = t_lead + 3600 + (d[:, 1] * m.LEAD_TO_MQL_MEAN).astype(np.int64)
-    t_sql = t_mql + 600 + (d[:, 2] * m.MQL_TO_SQL_MEAN).astype(np.int64)
-    t_opp = t_sql + 600 + (d[:, 3] * m.SQL_TO_OPP_MEAN).astype(np.int64)
-    t_close = t_opp + m.DAY + (d[:, 4] * m.OPP_TO_CLOSE_MEAN).astype(np.int64)
+    # Planted time-to-convert truth: Email contacts move faster, Paid Social ones slower (same draws, scaled).
+    pace = store_anomalies.stage_duration_scale(leads["channel"])
+    t_mql = t_lead + 3600 + (d[:, 1] * m.LEAD_TO_MQL_MEAN * pace).astype(np.int64)
+    t_sql = t_mql + 600 + (d[:, 2] * m.MQL_TO_SQL_MEAN * pace).astype(np.int64)
+    t_opp = t_sql + 600 + (d[:, 3] * m.SQL_TO_OPP_MEAN * pace).astype(np.int64)
+    t_close = t_opp + m.DAY + (d[:, 4] * m.OPP_TO_CLOSE_MEAN * pace).astype(np.int64)
 
     # Stages are entered only if their time falls inside the store (times increase along the path).
     in_lead = t_lead < end_s

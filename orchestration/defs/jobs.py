@@ -9,7 +9,7 @@ import dagster as dg
 
 from orchestration.settings import DAILY, schedule_hour
 
-PIPELINE_GROUPS = ("ingest", "staging", "marts", "publish")
+PIPELINE_GROUPS = ("ingest", "staging", "marts", "publish", "alerts")
 # Runs that write the DuckDB working file carry this tag; the deployment's queue runs one of them at a
 # time (tag_concurrency_limits in orchestration/deployment.py), as DuckDB allows one writing process.
 WAREHOUSE_WRITER_TAGS = {"stepwise/writes": "warehouse"}
@@ -21,7 +21,7 @@ stepwise_daily = dg.define_asset_job(
     tags=WAREHOUSE_WRITER_TAGS,
     description=(
         "Ingest GA4 and HubSpot for a range of days, rebuild staging and marts, run their checks, "
-        "and publish the analyst file."
+        "publish the analyst file, and deliver new conversion anomaly alerts."
     ),
 )
 

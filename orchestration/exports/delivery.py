@@ -374,7 +374,16 @@ def send_email(
     smtp = settings.email
     if smtp is None:
         raise DeliveryConfigError("e-mail delivery is not configured (STEPWISE_SMTP_HOST is empty)")
-    message = build_email(result, smtp, settings.report_location(result))
+    return send_email_message(build_email(result, smtp, settings.report_location(result)), settings, sleep=sleep)
+
+
+def send_email_message(
+    message: EmailMessage, settings: DeliverySettings, *, sleep: Callable[[float], None] = time.sleep
+) -> DeliveryOutcome:
+    """Send one composed message through the configured SMTP server, with the retries of every delivery."""
+    smtp = settings.email
+    if smtp is None:
+        raise DeliveryConfigError("e-mail delivery is not configured (STEPWISE_SMTP_HOST is empty)")
 
     def attempt() -> str:
         context = ssl.create_default_context(cafile=smtp.ca_file)
@@ -491,10 +500,19 @@ def _clip(text: str, limit: int) -> str:
 def post_slack(
     result: ExportResult, settings: DeliverySettings, *, sleep: Callable[[float], None] = time.sleep
 ) -> DeliveryOutcome:
+    if settings.slack is None:
+        raise DeliveryConfigError("Slack delivery is not configured (STEPWISE_SLACK_WEBHOOK_URL is empty)")
+    return post_slack_payload(slack_payload(result, settings.report_location(result)), settings, sleep=sleep)
+
+
+def post_slack_payload(
+    payload: dict[str, Any], settings: DeliverySettings, *, sleep: Callable[[float], None] = time.sleep
+) -> DeliveryOutcome:
+    """Post one composed payload to the configured Slack webhook, with the retries of every delivery."""
     slack = settings.slack
     if slack is None:
         raise DeliveryConfigError("Slack delivery is not configured (STEPWISE_SLACK_WEBHOOK_URL is empty)")
-    body = json.dumps(slack_payload(result, settings.report_location(result))).encode("utf-8")
+    body = json.dumps(payload).encode("utf-8")
 
     def attempt() -> str:
         request = urllib.request.Request(

@@ -26,7 +26,7 @@ import duckdb
 import jinja2
 import pyarrow.parquet as pq
 
-from orchestration.exports import charts, csv_safe, folder_swap, personal_data
+from orchestration.exports import charts, csv_safe, folder_swap, personal_data, section_alerts
 from orchestration.exports.section_experiments import experiments_section
 from transforms.build import MART_TABLES
 
@@ -57,6 +57,7 @@ TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "data_quality": ("run_id", "source", "source_id", "request", "mode"),
 }  # fmt: skip
+TEXT_COLUMNS.update(section_alerts.TEXT_COLUMNS)
 TEXT_COLUMNS["micro_conversions_daily"] = TEXT_COLUMNS["conversions_daily"]
 TEXT_COLUMNS["macro_conversions_daily"] = TEXT_COLUMNS["conversions_daily"]
 
@@ -1409,6 +1410,8 @@ def build_summary(
     segments = _segments(con, period)
     micro_macro = _micro_macro(con, period)
     channel = _channel_funnel(con, period)
+    alerts = section_alerts.alerts_section(con, period)
+    ttc = section_alerts.time_to_convert_section(con)
     quality = _data_quality(con, period, sandbox, data_end, funnels)
     redaction_note = personal_data.data_quality_note(list(redactions))
     if redaction_note is not None:
@@ -1428,6 +1431,8 @@ def build_summary(
         "segments": segments,
         "micro_macro": micro_macro,
         "channel": channel,
+        "alerts": alerts,
+        "ttc": ttc,
         "quality": quality,
         "generated_at": generated_at,
         "marts": MARTS,

@@ -397,6 +397,52 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
                     )  # fmt: skip
         con.executemany(
             "INSERT INTO marts.experiment_readout VALUES (" + ", ".join(["?"] * 28) + ")", readout
+        # Issue 15: two alerts in the report's week (one delivered), one the week before; time to convert for
+        # three channels (Kaplan-Meier shapes: a median, quartiles and shares that only grow along the curve).
+        con.execute(
+            """
+            CREATE TABLE marts.conversion_anomalies AS
+            SELECT * FROM (VALUES
+                ('2026-11-18|123456789|conversion|add_to_cart', DATE '2026-11-18', '123456789', 'conversion',
+                 'add_to_cart', NULL, NULL, 'sessions', 0, 2000, 0.0, 221.0, 0.11, 152.0, 290.0, -11.2, 'zero', 'high', -1.0,
+                 false, NULL::TIMESTAMP),
+                ('2026-11-20|123456789|funnel_step|purchase|4', DATE '2026-11-20', '123456789', 'funnel_step',
+                 'purchase', 'purchase', 4, 'begin_checkout', 13, 63, 0.206, 33.6, 0.533, 19.0, 48.3, -4.9, 'drop',
+                 'high', -0.61, true, TIMESTAMP '2026-11-21 07:00:00'),
+                ('2026-11-12|123456789|conversion|search', DATE '2026-11-12', '123456789', 'conversion',
+                 'search', NULL, NULL, 'sessions', 400, 2000, 0.2, 300.0, 0.15, 240.0, 360.0, 4.1, 'spike', 'medium', 0.33,
+                 true, TIMESTAMP '2026-11-13 07:00:00')
+            ) AS t(anomaly_id, date, source_id, series_type, conversion_name, funnel_name, step_index, denominator_name,
+                   observed, denominator, observed_rate, expected, expected_rate, interval_low, interval_high, z_score,
+                   kind, severity, rate_change, delivered, delivered_at)
+            """
+        )
+        con.execute(
+            """
+            CREATE TABLE marts.time_to_convert_curve AS
+            SELECT channel, 'contact_created' AS from_step, 'lifecycle_customer' AS to_step, day::INTEGER AS day,
+                (1 - exp(-day / scale)) * cap AS share_converted,
+                greatest((1 - exp(-day / scale)) * cap - 0.01, 0) AS share_converted_ci_low,
+                least((1 - exp(-day / scale)) * cap + 0.01, 1) AS share_converted_ci_high,
+                round((1 - exp(-day / scale)) * cap * n)::BIGINT AS events_to_date
+            FROM (VALUES ('All channels', 20.0, 0.6, 1000), ('Email', 10.0, 0.7, 200), ('Paid Social', 40.0, 0.5, 150))
+                AS c(channel, scale, cap, n),
+                range(0, 91) AS r(day)
+            """
+        )
+        con.execute(
+            """
+            CREATE TABLE marts.time_to_convert AS
+            SELECT channel, 'contact_created' AS from_step, 'lifecycle_customer' AS to_step, n AS contacts_at_risk,
+                round(cap * n * 0.9)::BIGINT AS events, (n - round(cap * n * 0.9))::BIGINT AS censored,
+                -scale * ln(1 - 0.5 / cap) AS median_days, -scale * ln(1 - 0.45 / cap) AS median_ci_low_days,
+                -scale * ln(1 - 0.55 / cap) AS median_ci_high_days, -scale * ln(1 - 0.25 / cap) AS p25_days,
+                NULL::DOUBLE AS p75_days, (1 - exp(-7 / scale)) * cap AS converted_by_7d,
+                (1 - exp(-30 / scale)) * cap AS converted_by_30d, (1 - exp(-90 / scale)) * cap AS converted_by_90d,
+                90.0 AS max_follow_up_days, TIMESTAMP '2026-11-23 04:00:00' AS censor_at_utc
+            FROM (VALUES ('All channels', 20.0, 0.6, 1000), ('Email', 10.0, 0.7, 200), ('Paid Social', 40.0, 0.5, 150))
+                AS c(channel, scale, cap, n)
+            """
         )
         for table in ("dims_channel", "dims_device", "dims_country", "dims_vt"):
             con.execute(f"DROP TABLE {table}")

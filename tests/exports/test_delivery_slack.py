@@ -19,6 +19,7 @@ from orchestration.defs.exports.assets import (
     weekly_summary_schedule,
 )
 from orchestration.exports.delivery import DeliverySettings, SlackSettings, post_slack
+from orchestration.exports.report import MARTS
 from orchestration.resources import (
     SandboxGa4Resource,
     SandboxHubSpotResource,
@@ -190,7 +191,8 @@ def test_always_failing_slack_fails_the_check_and_keeps_the_files(fixture_marts,
     assert check.metadata["failed"].value == "slack"
     assert len(hook.bodies) == 3
     files = sorted(p.name for p in (tmp_path / "exports" / "2026-W47").iterdir())
-    assert "summary.html" in files and "funnel_daily.csv" in files and len(files) == 22
+    # summary.html, manifest.json and a CSV and a Parquet file per mart
+    assert "summary.html" in files and "funnel_daily.csv" in files and len(files) == 2 * len(MARTS) + 2
     assert "SECRETwebhookpath" not in all_event_text(instance, result.run_id)
 
 
@@ -248,7 +250,7 @@ def test_asset_over_the_real_pipeline_marts(pipeline_marts, pipeline_export, tmp
     result, _ = materialize_export(pipeline_marts.path, tmp_path, monkeypatch, {})
     assert result.success and check_result(result).passed
     meta = result.asset_materializations_for_node("export__weekly_summary")[0].metadata
-    assert meta["data_source"].value == "sandbox" and meta["file_count"].value == 22
+    assert meta["data_source"].value == "sandbox" and meta["file_count"].value == 2 * len(MARTS) + 2
     for key in ("sessions", "micro_conversions", "macro_conversions"):
         assert meta[f"headline_{key}"].value == pipeline_export.headline[key]
     assert "| Sessions |" in meta["headline"].value

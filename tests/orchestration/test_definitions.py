@@ -105,7 +105,11 @@ def test_checks_sit_beside_their_assets(defs: Any) -> None:
     ):
         assert expected in names, (expected, sorted(names))
     assert ("raw/ga4_web_sessions", "no_thresholding_or_other_row") in checks
+    # A mart that is empty when all is well (no anomaly) has no not_empty check; the anomalies WARN instead.
     assert all(("marts/" + m, "not_empty") in checks for m in DESIGN_MARTS)
+    assert ("marts/time_to_convert", "not_empty") in checks
+    assert ("marts/conversion_anomalies", "no_open_anomalies") in checks
+    assert ("marts/conversion_anomalies", "not_empty") not in checks
 
 
 def test_schedule_from_the_partitioned_job(defs: Any) -> None:

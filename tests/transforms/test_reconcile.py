@@ -80,7 +80,12 @@ def test_purchase_funnel_reconciles_with_raw_and_truth(con, warehouse, settled_e
         "SELECT date, count AS prev FROM marts.funnel_daily WHERE funnel_name = 'purchase' AND step_index = 2",
     )
     check = check.merge(prev, on="date")
-    assert ((check["rate_from_previous"] - check["count"] / check["prev"]).abs() < 1e-12).all()
+    # Where the previous step counted no event or fewer than this one (the planted broken add_to_cart tag,
+    # CONTRACTS §5.4), the rate is NULL by definition; everywhere else it is count / previous count.
+    defined = (check["prev"] > 0) & (check["count"] <= check["prev"])
+    assert check.loc[~defined, "rate_from_previous"].isna().all()
+    ok = check[defined]
+    assert ((ok["rate_from_previous"] - ok["count"] / ok["prev"]).abs() < 1e-12).all()
     assert (check["drop_off_count"] == check["prev"] - check["count"]).all()
 
 

@@ -1,0 +1,275 @@
+"""Planted conversion anomalies and the planted time-to-convert truth of the synthetic store.
+
+Positioned relative to the store's end date so that they land in every demo store (CONTRACTS §5.4):
+
+- ``add_to_cart`` events stop completely on one day, ten days before the end (a broken tag: the sessions
+  still view items, check out and purchase; only the add_to_cart event is missing);
+- ``purchase`` per session halves for two days, twenty and nineteen days before the end (a checkout bug:
+  half of the purchasing sessions lose their purchase and its revenue, begin_checkout stays);
+- sessions triple on one day, fifteen days before the end, from a campaign (``flash_sale`` on tagged traffic):
+  twice a day's sessions more, drawn by the store's own session model from this module's stream, so every
+  conversion rate per session stays normal (this must NOT raise a conversion alert). A surge session with a
+  lead gets a copy of a same-day, same-channel contact (and its deal) and takes that lead's time and form, so
+  GA4 leads and HubSpot contacts still reconcile per day and channel;
+- time to convert: every stage-to-stage duration of an Email contact is scaled by ``EMAIL_DURATION_SCALE``
+  and of a Paid Social contact by ``PAID_SOCIAL_DURATION_SCALE`` (no new draws: the same exponential
+  draws, stretched), so Email contacts reach customer faster than Paid Social contacts.
+
+Randomness: only ``np.random.default_rng([seed, ANOMALY_STREAM])``, never the store's main stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+import numpy as np
+
+from connectors.sandbox import store_model as m
+
+ANOMALY_STREAM = 15
+ZERO_EVENT = "add_to_cart"
+ZERO_DAYS_BEFORE_END = 10
+HALVED_EVENT = "purchase"
+HALVED_DAYS_BEFORE_END = (20, 19)
+SURGE_DAYS_BEFORE_END = 15
+SURGE_FACTOR = 3  # sessions on the surge day: the day's own sessions plus two resampled copies of them
+SURGE_CAMPAIGN = "flash_sale"
+EMAIL_DURATION_SCALE = 0.5
+PAID_SOCIAL_DURATION_SCALE = 1.8
+CH_PAID_SOCIAL = m.CHANNELS.index("Paid Social")
+
+
+def plant_dates(end_date: dt.date) -> dict[str, Any]:
+    """The dates of the planted anomalies of a store ending on ``end_date`` (whether inside the store or not)."""
+    return {
+        "zero_event": ZERO_EVENT,
+        "zero_date": end_date - dt.timedelta(days=ZERO_DAYS_BEFORE_END),
+        "halved_event": HALVED_EVENT,
+        "halved_dates": [end_date - dt.timedelta(days=k) for k in HALVED_DAYS_BEFORE_END],
+        "surge_date": end_date - dt.timedelta(days=SURGE_DAYS_BEFORE_END),
+        "surge_factor": SURGE_FACTOR,
+        "surge_campaign": SURGE_CAMPAIGN,
+    }
+
+
+def planted(start_date: dt.date, end_date: dt.date) -> dict[str, Any]:
+    """``store.truth.planted`` entries: the anomalies inside this store, and the time-to-convert truth."""
+    dates = plant_dates(end_date)
+    inside = lambda d: start_date <= d <= end_date  # noqa: E731
+    return {
+        "anomaly_zero": (ZERO_EVENT, dates["zero_date"]) if inside(dates["zero_date"]) else None,
+        "anomaly_halved": (HALVED_EVENT, [d for d in dates["halved_dates"] if inside(d)]),
+        "anomaly_surge_date": dates["surge_date"] if inside(dates["surge_date"]) else None,
+        "faster_to_customer_channel": "Email",
+        "slower_to_customer_channel": "Paid Social",
+        "stage_duration_scale": {"Email": EMAIL_DURATION_SCALE, "Paid Social": PAID_SOCIAL_DURATION_SCALE},
+    }
+
+
+def _end_instant_utc(end_date: dt.date) -> dt.datetime:
+    local = dt.datetime.combine(end_date + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(m.TIME_ZONE))
+    return local.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def stage_duration_scale(channel: np.ndarray) -> np.ndarray:
+    """Per contact (channel index), the factor applied to its stage-to-stage durations."""
+    scale = np.ones(channel.shape[0], dtype=np.float64)
+    scale[channel == m.CH_EMAIL] = EMAIL_DURATION_SCALE
+    scale[channel == CH_PAID_SOCIAL] = PAID_SOCIAL_DURATION_SCALE
+    return scale
+
+
+def apply(con: duckdb.DuckDBPyConnection, seed: int, start_date: dt.date, end_date: dt.date) -> None:
+    """Plant the anomalies into the generated ``sessions``, ``contacts`` and ``deals`` tables of ``con``."""
+    rng = np.random.default_rng([seed, ANOMALY_STREAM])
+    dates = plant_dates(end_date)
+    inside = lambda d: start_date <= d <= end_date  # noqa: E731
+
+    if inside(dates["zero_date"]):
+        con.execute(f"UPDATE sessions SET {ZERO_EVENT} = 0 WHERE date = ?", [dates["zero_date"]])
+
+    for day in dates["halved_dates"]:
+        if not inside(day):
+            continue
+        ids = np.array(
+            [
+                r[0]
+                for r in con.execute(
+                    f"SELECT session_id FROM sessions WHERE date = ? AND {HALVED_EVENT} > 0 ORDER BY session_id",
+                    [day],
+                ).fetchall()
+            ],
+            dtype=np.int64,
+        )
+        if ids.size:
+            lost = np.sort(rng.choice(ids, size=ids.size // 2, replace=False))
+            con.execute(
+                f"UPDATE sessions SET {HALVED_EVENT} = 0, purchase_revenue = 0 "
+                "WHERE session_id IN (SELECT unnest(?::BIGINT[]))",
+                [lost.tolist()],
+            )
+
+    if inside(dates["surge_date"]):
+        _surge_contacts(con, rng, dates["surge_date"])
+
+
+def add_surge_sessions(con: duckdb.DuckDBPyConnection, params: Any, state: Any) -> None:
+    """Draw the surge day's extra sessions from the store's own session model with this module's stream (so
+    the campaign's visitors convert like any visitors: fresh, independent draws) and insert them after every
+    other session. Called by ``store_gen.populate`` once all chunks are in; their contacts come in ``apply``."""
+    from connectors.sandbox import store_gen as g  # imported here: store_gen imports this module
+
+    day = plant_dates(params.end_date)["surge_date"]
+    if not params.start_date <= day <= params.end_date:
+        return
+    rng = np.random.default_rng([params.seed, ANOMALY_STREAM, 1])
+    extra = dataclasses.replace(params, sessions_per_day=params.sessions_per_day * (SURGE_FACTOR - 1))
+    scratch = g._UserState(
+        n_users=0,
+        device=np.empty(0, np.int8),
+        country=np.empty(0, np.int8),
+        next_session_id=state.next_session_id,
+    )
+    chunk = g._sessions_chunk(rng, np.array([np.datetime64(day, "D")]), extra, scratch)
+    first_id = state.next_session_id
+    con.register("session_chunk", chunk)
+    con.execute(g.SESSIONS_INSERT)
+    con.unregister("session_chunk")
+    # Visitors: a new one gets a new user id; a returning one is a visitor seen before the surge day, with
+    # that visitor's device and country (so every visitor's first session stays their 'new' one).
+    earlier = con.execute(
+        "SELECT count(*) FROM sessions WHERE date < ? AND new_vs_returning = 'new'", [day]
+    ).fetchall()[0][0]
+    n_ret = con.execute(
+        "SELECT count(*) FROM sessions WHERE session_id >= ? AND new_vs_returning = 'returning'", [first_id]
+    ).fetchall()[0][0]
+    picks = rng.integers(0, max(int(earlier), 1), size=int(n_ret)) if earlier else np.zeros(0, dtype=np.int64)
+    con.execute(
+        """
+        CREATE TEMP TABLE surge_users AS
+        WITH base AS (SELECT max(user_id) AS max_user FROM sessions WHERE session_id < $first),
+        ret AS (
+            SELECT session_id, row_number() OVER (ORDER BY session_id) AS k
+            FROM sessions WHERE session_id >= $first AND new_vs_returning = 'returning'
+        ),
+        earlier AS (
+            SELECT user_id, device_category, country, row_number() OVER (ORDER BY session_id) - 1 AS i
+            FROM sessions WHERE date < $day AND new_vs_returning = 'new' AND session_id < $first
+        ),
+        picks AS (SELECT unnest($picks::BIGINT[]) AS i, generate_subscripts($picks::BIGINT[], 1) AS k)
+        SELECT s.session_id, e.user_id, e.device_category, e.country
+        FROM ret AS s JOIN picks AS p USING (k) JOIN earlier AS e ON e.i = p.i
+        UNION ALL
+        SELECT s.session_id, base.max_user + row_number() OVER (ORDER BY s.session_id), s.device_category, s.country
+        FROM sessions AS s, base WHERE s.session_id >= $first AND s.new_vs_returning = 'new'
+        """,
+        {"first": first_id, "day": day, "picks": picks.tolist()},
+    )
+    con.execute(
+        """
+        UPDATE sessions SET user_id = u.user_id, device_category = u.device_category, country = u.country,
+            -- GA4's '(direct)' / '(organic)' / '(not set)' stay: only tagged traffic carries a campaign name
+            campaign = CASE WHEN starts_with(sessions.campaign, '(') THEN sessions.campaign ELSE $campaign END
+        FROM surge_users AS u WHERE sessions.session_id = u.session_id
+        """,
+        {"campaign": SURGE_CAMPAIGN},
+    )
+    con.execute("DROP TABLE surge_users")
+    con.execute("CREATE OR REPLACE TEMP TABLE sw_surge AS SELECT ?::BIGINT AS first_session_id", [first_id])
+
+
+def _surge_contacts(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, day: dt.date) -> None:
+    """Each surge session with a lead gets a contact: a copy of a contact created the same day from the same
+    channel (its progression), and the session takes that contact's lead time and form, so the contact is
+    created at the session's start as for every lead. Without such a template the session keeps no lead."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = 'sw_surge'"
+    ).fetchall()[0][0]
+    if not exists:
+        return
+    first = con.execute("SELECT first_session_id FROM sw_surge").fetchall()[0][0]
+    leads = con.execute(
+        "SELECT session_id, channel FROM sessions WHERE session_id >= ? AND generate_lead > 0 ORDER BY session_id",
+        [first],
+    ).fetchall()
+    templates = con.execute(
+        """
+        SELECT s.channel, list(c.id ORDER BY c.id) FROM contacts AS c JOIN sessions AS s ON s.session_id = c.session_id
+        WHERE s.date = ? AND s.session_id < ? GROUP BY 1
+        """,
+        [day, first],
+    ).fetchall()
+    by_channel = {channel: ids for channel, ids in templates}
+    pairs, dropped = [], []
+    for session_id, channel in leads:
+        ids = by_channel.get(channel)
+        if ids:
+            pairs.append((session_id, ids[int(rng.integers(0, len(ids)))]))
+        else:
+            dropped.append(session_id)
+    if dropped:
+        con.execute(
+            "UPDATE sessions SET generate_lead = 0, lead_form = NULL WHERE session_id IN (SELECT unnest(?::BIGINT[]))",
+            [dropped],
+        )
+    con.execute(
+        "CREATE TEMP TABLE surge_pairs AS SELECT unnest(?::BIGINT[]) AS session_id, unnest(?::BIGINT[]) AS template_id",
+        [[p[0] for p in pairs], [p[1] for p in pairs]],
+    )
+    con.execute(
+        """
+        UPDATE sessions SET ts = t.ts, lead_form = t.lead_form
+        FROM surge_pairs AS p JOIN contacts AS c ON c.id = p.template_id JOIN sessions AS t ON t.session_id = c.session_id
+        WHERE sessions.session_id = p.session_id
+        """
+    )
+    con.execute(
+        """
+        CREATE TEMP TABLE surge_contacts AS
+        WITH base AS (SELECT max(id) AS max_id FROM contacts)
+        SELECT c.* REPLACE (
+                base.max_id + row_number() OVER (ORDER BY s.session_id) AS id,
+                s.session_id AS session_id,
+                s.user_id AS user_id,
+                CASE WHEN starts_with(s.campaign, '(') THEN c.hs_analytics_source_data_2 ELSE s.campaign END
+                    AS hs_analytics_source_data_2,
+                false AS archived,
+                -- one second later (still before the store's end), so a copy never joins the bulk-import instant
+                CASE WHEN c.lastmodifieddate + INTERVAL 1 SECOND < $end_instant
+                    THEN c.lastmodifieddate + INTERVAL 1 SECOND ELSE c.lastmodifieddate END AS lastmodifieddate,
+                NULL::BIGINT AS merged_into,
+                NULL::VARCHAR AS hs_merged_object_ids
+            ),
+            c.id AS original_contact_id
+        FROM surge_pairs AS p JOIN contacts AS c ON c.id = p.template_id JOIN sessions AS s ON s.session_id = p.session_id, base
+        """,
+        {"end_instant": _end_instant_utc(day + dt.timedelta(days=SURGE_DAYS_BEFORE_END))},
+    )
+    con.execute(
+        """
+        INSERT INTO contacts BY NAME
+        SELECT * EXCLUDE (original_contact_id) REPLACE (
+            lower(firstname) || '.' || lower(lastname) || '.' || id::VARCHAR || '@example.com' AS email,
+            printf('+1-555-%07d', id % 10000000) AS phone
+        ) FROM surge_contacts
+        """
+    )
+    con.execute(
+        """
+        INSERT INTO deals BY NAME
+        WITH base AS (SELECT max(id) AS max_id FROM deals)
+        SELECT d.* REPLACE (
+            base.max_id + row_number() OVER (ORDER BY sc.id, d.id) AS id,
+            sc.id AS contact_id,
+            sc.lastname || ' - order #' || (base.max_id + row_number() OVER (ORDER BY sc.id, d.id))::VARCHAR AS dealname,
+            false AS archived
+        )
+        FROM surge_contacts AS sc JOIN deals AS d ON d.contact_id = sc.original_contact_id, base
+        """
+    )
+    for table in ("surge_pairs", "surge_contacts", "sw_surge"):
+        con.execute(f"DROP TABLE {table}")
