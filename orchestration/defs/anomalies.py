@@ -11,6 +11,7 @@ import dagster as dg
 
 from orchestration.exports.alerts import deliver_alerts, open_anomalies, pending_alerts
 from orchestration.exports.delivery import DeliveryConfigError, DeliverySettings
+from orchestration.exports.safe_text import markdown_text
 from orchestration.resources import Ga4Resource, HubSpotResource, WarehouseResource, data_source_label
 from orchestration.settings import DUCKDB_POOL, OWNERS, alert_lookback_days
 from orchestration.table_meta import table_exists
@@ -30,7 +31,7 @@ def _table(alerts: list) -> str:
     ]
     for a in alerts[:50]:
         rows.append(
-            f"| {a.date} | {a.series_label} | {a.kind} | {a.observed:,} | {a.expected:,.0f} | "
+            f"| {a.date} | {markdown_text(a.series_label)} | {a.kind} | {a.observed:,} | {a.expected:,.0f} | "
             f"{a.interval_low:,.0f}–{a.interval_high:,.0f} | {a.severity} |"
         )
     return "\n".join(rows)
@@ -120,5 +121,5 @@ def no_open_anomalies(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             "open_anomalies": dg.MetadataValue.int(len(found)),
             "anomalies": dg.MetadataValue.md(_table(found)),
         },
-        description=None if not found else "; ".join(a.sentence for a in found[:5]),
+        description=None if not found else "; ".join(markdown_text(a.sentence) for a in found[:5]),
     )

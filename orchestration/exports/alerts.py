@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ import duckdb
 from orchestration.exports.delivery import (
     DeliveryOutcome,
     DeliverySettings,
+    _clip,
     post_slack_payload,
     send_email_message,
 )
 from orchestration.exports.report import EMAIL_PATTERN, PersonalDataError
+from orchestration.exports.safe_text import slack_text
 
 ALERT_COLUMNS = (
     "anomaly_id, date, series_type, conversion_name, funnel_name, step_index, denominator_name, observed, "
@@ -167,27 +170,26 @@ def build_alert_email(alerts: list[Alert], settings: DeliverySettings, sandbox: 
     return msg
 
 
-def slack_escape(text: str) -> str:
-    """Slack mrkdwn control characters (&, <, >) as entities, so data cannot form links or mentions."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def alert_slack_payload(alerts: list[Alert], sandbox: bool) -> dict[str, Any]:
+    """Slack blocks: every text from data through safe_text.slack_text (escaped, no live links or mentions),
+    clipped without cutting an entity, and no link previews (the report's rules)."""
     title = _title(alerts, sandbox)
-    lines = [f"• {slack_escape(a.sentence)}" for a in alerts]
+    lines = [f"• {slack_text(a.sentence)}" for a in alerts]
     payload: dict[str, Any] = {
-        "text": slack_escape(title)[:3000],
+        "text": _clip(slack_text(title), 3000),
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _clip("\n".join(lines), 2900)}},
         ],
+        "unfurl_links": False,
+        "unfurl_media": False,
         "stepwise": {  # ignored by Slack; lets a receiving bot or a test read plain values
             "kind": "conversion_anomalies",
             "anomaly_ids": [a.anomaly_id for a in alerts],
             "data_source": "sandbox" if sandbox else "ga4+hubspot",
         },
     }
-    _refuse_personal_data(str(payload))
+    _refuse_personal_data(json.dumps(payload))
     return payload
 
 

@@ -374,7 +374,9 @@ def send_email(
     smtp = settings.email
     if smtp is None:
         raise DeliveryConfigError("e-mail delivery is not configured (STEPWISE_SMTP_HOST is empty)")
-    return send_email_message(build_email(result, smtp, settings.report_location(result)), settings, sleep=sleep)
+    return send_email_message(
+        build_email(result, smtp, settings.report_location(result)), settings, sleep=sleep
+    )
 
 
 def send_email_message(
