@@ -83,12 +83,13 @@ def _curve_chart(pair_title: str, curves: list[dict[str, Any]], max_day: int) ->
             width, height, "time-to-convert", f"Share converted by day since start: {pair_title}"
         )
     ]
+    digits = 0 if round(y_max * 100) % 4 == 0 else 1  # ticks at quarters of the axis
     for i in range(5):
         share = y_max * i / 4
         parts.append(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{charts._num(y(share))}" y2="{charts._num(y(share))}" '
             f'stroke="{charts.GRID}"/><text x="{left - 6}" y="{charts._num(y(share) + 4)}" text-anchor="end" '
-            f'font-size="11" fill="{charts.MUTED}" font-family="inherit">{share * 100:.0f} %</text>'
+            f'font-size="11" fill="{charts.MUTED}" font-family="inherit">{share * 100:.{digits}f} %</text>'
         )
     for day in range(0, max_day + 1, max(1, max_day // 6)):
         parts.append(
