@@ -33,7 +33,7 @@ from orchestration.exports.safe_text import slack_text
 ALERT_COLUMNS = (
     "anomaly_id, date, series_type, conversion_name, funnel_name, step_index, denominator_name, observed, "
     "denominator, expected, interval_low, interval_high, observed_rate, expected_rate, z_score, kind, severity, "
-    "rate_change"
+    "relative_change"
 )
 KIND_WORDS = {"zero": "stopped (no events)", "drop": "dropped", "spike": "spiked"}
 
@@ -57,7 +57,7 @@ class Alert:
     z_score: float | None
     kind: str
     severity: str
-    rate_change: float | None
+    relative_change: float | None
 
     @property
     def series_label(self) -> str:
@@ -67,7 +67,7 @@ class Alert:
 
     @property
     def sentence(self) -> str:
-        change = "" if self.rate_change is None else f", rate {self.rate_change * 100:+.0f} %"
+        change = "" if self.relative_change is None else f", rate {self.relative_change * 100:+.0f} %"
         return (
             f"{self.date.isoformat()} · {self.series_label} {KIND_WORDS.get(self.kind, self.kind)}: "
             f"{self.observed:,} events (expected {self.expected:,.0f}, interval {self.interval_low:,.0f}–"
@@ -143,7 +143,7 @@ def build_alert_email(alerts: list[Alert], settings: DeliverySettings, sandbox: 
                 f"{a.observed:,}",
                 f"{a.expected:,.0f}",
                 f"{a.interval_low:,.0f}–{a.interval_high:,.0f}",
-                "" if a.rate_change is None else f"{a.rate_change * 100:+.0f} %",
+                "" if a.relative_change is None else f"{a.relative_change * 100:+.0f} %",
                 a.severity,
             )
         )

@@ -45,7 +45,7 @@ def alerts_section(con: duckdb.DuckDBPyConnection, period: Any) -> dict[str, Any
     cur = con.execute(
         """
         SELECT anomaly_id, date, series_type, conversion_name, funnel_name, step_index, denominator_name, observed,
-            expected, interval_low, interval_high, rate_change, kind, severity, delivered
+            expected, interval_low, interval_high, relative_change, kind, severity, delivered
         FROM marts.conversion_anomalies WHERE date BETWEEN ? AND ?
         ORDER BY date DESC, severity, conversion_name, step_index
         """,

@@ -414,7 +414,7 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
                  true, TIMESTAMP '2026-11-13 07:00:00')
             ) AS t(anomaly_id, date, source_id, series_type, conversion_name, funnel_name, step_index, denominator_name,
                    observed, denominator, observed_rate, expected, expected_rate, interval_low, interval_high, z_score,
-                   kind, severity, rate_change, delivered, delivered_at)
+                   kind, severity, relative_change, delivered, delivered_at)
             """
         )
         con.execute(

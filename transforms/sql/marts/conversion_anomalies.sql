@@ -19,7 +19,7 @@
 -- column z_score: (observed_rate - expected_rate) / prediction SD; below -3.0 is a drop, above 3.5 a spike.
 -- column kind: 'zero' (no event where >= 10 were expected: a series that stopped), 'drop' (below the interval) or 'spike' (above it).
 -- column severity: 'high' (zero, or the rate off by half or more), 'medium' (off by a quarter or more, or |z| >= 6), else 'low'.
--- column rate_change: observed_rate / expected_rate - 1 (e.g. -0.5 = half the expected rate).
+-- column relative_change: observed_rate / expected_rate - 1 (e.g. -0.5 = half the expected rate).
 -- column delivered: True once the alert was delivered (e-mail and/or Slack); never delivered twice.
 -- column delivered_at: When it was delivered (UTC); NULL if not yet.
 WITH flagged AS (
@@ -29,7 +29,7 @@ WITH flagged AS (
             WHEN observed < interval_low THEN 'drop'
             WHEN observed > interval_high THEN 'spike'
         END AS kind,
-        observed_rate / nullif(expected_rate, 0) - 1 AS rate_change
+        observed_rate / nullif(expected_rate, 0) - 1 AS relative_change
     FROM staging.conversion_anomaly_scores
 )
 SELECT
@@ -38,10 +38,10 @@ SELECT
     f.date, f.source_id, f.series_type, f.conversion_name, f.funnel_name, f.step_index, f.denominator_name,
     f.observed, f.denominator, f.observed_rate, f.expected, f.expected_rate, f.interval_low, f.interval_high,
     f.z_score, f.kind,
-    CASE WHEN f.kind = 'zero' OR abs(f.rate_change) >= 0.5 THEN 'high'
-        WHEN abs(f.rate_change) >= 0.25 OR abs(f.z_score) >= 6 THEN 'medium'
+    CASE WHEN f.kind = 'zero' OR abs(f.relative_change) >= 0.5 THEN 'high'
+        WHEN abs(f.relative_change) >= 0.25 OR abs(f.z_score) >= 6 THEN 'medium'
         ELSE 'low' END AS severity,
-    f.rate_change,
+    f.relative_change,
     d.anomaly_id IS NOT NULL AS delivered,
     d.delivered_at
 FROM flagged AS f

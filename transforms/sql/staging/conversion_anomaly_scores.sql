@@ -22,6 +22,7 @@
 -- column baseline_days: Baseline days with data in the 8 weeks before.
 -- column weekday_days: Clean same-weekday baseline days (the weekday's own rate pools them).
 -- column weekday_weight: Weight of the weekday's own rate in expected_rate (0 = the weekdays do not really differ: all clean baseline days pooled; 1 = the weekday's own rate), from how much the weekday rates spread beyond their noise.
+-- Float aggregates take their input in a fixed order, so a rebuild of the same data gives the same bits.
 WITH settled AS (
     SELECT max(date) - CAST(getvariable('sw_unsettled_days') AS INTEGER) AS last_settled FROM marts.web_sessions_daily
 ),
@@ -90,7 +91,7 @@ spread AS (
     -- Within-weekday variance of the clean daily rates around their weekday's pooled rate (one degree of
     -- freedom per weekday used up by its mean).
     SELECT c.date, c.source_id, c.series_type, c.conversion_name, c.step_key,
-        sqrt(sum((c.r - w.p_wd) ^ 2) / greatest(count(*) - count(DISTINCT c.wd), 1)) AS s_r,
+        sqrt(sum((c.r - w.p_wd) ^ 2 ORDER BY c.base_date) / greatest(count(*) - count(DISTINCT c.wd), 1)) AS s_r,
         median(c.x) AS x_typical
     FROM clean AS c JOIN weekday_rates AS w USING (date, source_id, series_type, conversion_name, step_key, wd)
     GROUP BY ALL
@@ -105,7 +106,7 @@ overall AS (
 weekday_effect AS (
     -- How much the weekday rates really differ: their spread beyond what k days of noise give (empirical Bayes).
     SELECT w.date, w.source_id, w.series_type, w.conversion_name, w.step_key,
-        greatest(coalesce(var_samp(w.p_wd), 0) - avg(s.s_r * s.s_r / w.k_wd), 0) AS between_var
+        greatest(coalesce(var_samp(w.p_wd ORDER BY w.wd), 0) - avg(s.s_r * s.s_r / w.k_wd ORDER BY w.wd), 0) AS between_var
     FROM weekday_rates AS w JOIN spread AS s USING (date, source_id, series_type, conversion_name, step_key)
     GROUP BY ALL
 ),
