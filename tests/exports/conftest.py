@@ -421,7 +421,7 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
             """
             CREATE TABLE marts.time_to_convert_curve AS
             SELECT channel, 'contact_created' AS from_step, 'lifecycle_customer' AS to_step, day::INTEGER AS day,
-                (1 - exp(-day / scale)) * cap AS share_converted,
+                to_days(day::INTEGER) AS elapsed, (1 - exp(-day / scale)) * cap AS share_converted,
                 greatest((1 - exp(-day / scale)) * cap - 0.01, 0) AS share_converted_ci_low,
                 least((1 - exp(-day / scale)) * cap + 0.01, 1) AS share_converted_ci_high,
                 round((1 - exp(-day / scale)) * cap * n)::BIGINT AS events_to_date

@@ -22,6 +22,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 from aiosmtpd.controller import Controller
@@ -139,9 +140,24 @@ def pipeline(tmp_path_factory, receivers):
         "SELECT anomaly_id, date, series_type, conversion_name, kind, delivered FROM marts.conversion_anomalies"
     ).fetchall()
     con.close()
+    checks = _check_results(env["DAGSTER_HOME"])
     run("--days", "3")
     second = (len(inbox.messages), len(slack.bodies))
-    return {"first": first, "second": second, "anomalies": anomalies, "env": env}
+    return {"first": first, "second": second, "anomalies": anomalies, "env": env, "checks": checks}
+
+
+def _check_results(dagster_home: str) -> dict[str, tuple[bool, dg.AssetCheckSeverity]]:
+    keys = [
+        dg.AssetCheckKey(dg.AssetKey(["marts", "conversion_anomalies"]), "no_open_anomalies"),
+        dg.AssetCheckKey(dg.AssetKey(["alerts", "conversion_anomaly_alerts"]), "alert_delivery"),
+    ]
+    with dg.DagsterInstance.from_config(dagster_home) as instance:
+        records = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+        return {
+            key.name: (record.evaluation.passed, record.evaluation.severity)
+            for key, record in records.items()
+            if record.evaluation is not None
+        }
 
 
 def test_planted_breaks_are_flagged_on_their_days(pipeline):
@@ -169,6 +185,12 @@ def test_alerts_are_delivered_once_by_email_and_slack(pipeline, receivers):
     assert not EMAIL_PATTERN.search(text) and not EMAIL_PATTERN.search(json.dumps(slack.bodies[0]))
     sent = set(slack.bodies[0]["stepwise"]["anomaly_ids"])
     assert sent == {r[0] for r in pipeline["anomalies"]}
+
+
+def test_open_anomalies_warn_and_delivery_passes(pipeline):
+    # The broken add_to_cart day lies within 14 days of the last judged day: the check WARNs, visible in the UI.
+    assert pipeline["checks"]["no_open_anomalies"] == (False, dg.AssetCheckSeverity.WARN)
+    assert pipeline["checks"]["alert_delivery"][0] is True
 
 
 def test_second_run_delivers_nothing_new(pipeline):

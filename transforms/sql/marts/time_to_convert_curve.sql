@@ -5,6 +5,7 @@
 -- column from_step: Where the clock starts ('contact_created' or a CRM funnel step).
 -- column to_step: The conversion the clock waits for.
 -- column day: Whole days since the from-step (0, 1, 2, ...).
+-- column elapsed: The same as an interval ('3 days'), for date arithmetic; with channel, from_step and to_step it identifies the row.
 -- column share_converted: Kaplan-Meier share converted within `day` days (1 - survival), a proportion.
 -- column share_converted_ci_low: Lower end of the pointwise 95 % interval of share_converted (complementary log-log transform with Greenwood's variance).
 -- column share_converted_ci_high: Upper end of the pointwise 95 % interval of share_converted.
@@ -29,7 +30,7 @@ points AS (
     ASOF LEFT JOIN running AS r
         ON r.channel = g.channel AND r.from_step = g.from_step AND r.to_step = g.to_step AND r.t_days <= g.day
 )
-SELECT channel, from_step, to_step, day::INTEGER AS day, 1 - s AS share_converted,
+SELECT channel, from_step, to_step, day::INTEGER AS day, to_days(day::INTEGER) AS elapsed, 1 - s AS share_converted,
     CASE WHEN s >= 1 THEN 0.0 WHEN s <= 0 THEN 1.0 WHEN gw IS NULL THEN NULL
         ELSE 1 - exp(-exp(ln(-ln(s)) + 1.959963984540054 * sqrt(gw) / ln(s))) END AS share_converted_ci_low,
     CASE WHEN s >= 1 THEN 0.0 WHEN s <= 0 THEN 1.0 WHEN gw IS NULL THEN NULL

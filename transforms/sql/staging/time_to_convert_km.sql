@@ -5,6 +5,7 @@
 -- column from_step: Where the clock starts: 'contact_created' or a CRM funnel step of the catalog (e.g. lifecycle_lead).
 -- column to_step: The conversion the clock waits for: a later CRM funnel step or a HubSpot deal-won macro conversion of the catalog.
 -- column t_days: Observed time: days from the from-step to the to-step (fractional days).
+-- column elapsed: t_days as an interval (millisecond precision); with channel, from_step and to_step it identifies the row.
 -- column at_risk: Subjects still unconverted and under observation just before t_days (the risk set).
 -- column events: Subjects converting at exactly t_days (0 on a first/last row without events).
 -- column survival: Kaplan-Meier estimate of the share NOT yet converted right after t_days (product of 1 - events/at_risk up to t_days).
@@ -84,15 +85,16 @@ durations AS (
     SELECT channel, from_step, to_step, censor_at_utc,
         coalesce(to_at_utc <= censor_at_utc, false) AS converted,
         greatest(0, epoch_ms(CASE WHEN to_at_utc <= censor_at_utc THEN to_at_utc ELSE censor_at_utc END)
-            - epoch_ms(from_at_utc)) / 86400000.0 AS t_days
+            - epoch_ms(from_at_utc)) AS t_ms
     FROM subjects
 ),
 grouped AS (
     -- Each channel, and all contacts together, in one pass.
     SELECT CASE WHEN grouping(channel) = 1 THEN 'All channels' ELSE channel END AS channel, from_step, to_step,
-        t_days, count(*) AS n, count(*) FILTER (converted) AS d, any_value(censor_at_utc) AS censor_at_utc
+        t_ms / 86400000.0 AS t_days, t_ms, count(*) AS n, count(*) FILTER (converted) AS d,
+        any_value(censor_at_utc) AS censor_at_utc
     FROM durations
-    GROUP BY GROUPING SETS ((channel, from_step, to_step, t_days), (from_step, to_step, t_days))
+    GROUP BY GROUPING SETS ((channel, from_step, to_step, t_ms), (from_step, to_step, t_ms))
 ),
 risk AS (
     SELECT *, sum(n) OVER (PARTITION BY channel, from_step, to_step ORDER BY t_days DESC
@@ -102,13 +104,13 @@ risk AS (
     FROM grouped
 ),
 steps AS (
-    SELECT channel, from_step, to_step, t_days, at_risk::BIGINT AS at_risk, d::BIGINT AS events, censor_at_utc,
+    SELECT channel, from_step, to_step, t_days, t_ms, at_risk::BIGINT AS at_risk, d::BIGINT AS events, censor_at_utc,
         CASE WHEN d < at_risk THEN ln(1 - d::DOUBLE / at_risk) END AS log_term,
         CASE WHEN d < at_risk THEN d::DOUBLE / (at_risk::DOUBLE * (at_risk - d)) END AS gw_term,
         d > 0 AND d >= at_risk AS exhausted
     FROM risk WHERE d > 0 OR is_first OR is_last
 )
-SELECT channel, from_step, to_step, t_days, at_risk, events,
+SELECT channel, from_step, to_step, t_days, to_milliseconds(t_ms) AS elapsed, at_risk, events,
     CASE WHEN bool_or(exhausted) OVER w THEN 0.0 ELSE exp(sum(log_term) OVER w) END AS survival,
     CASE WHEN NOT bool_or(exhausted) OVER w THEN sum(gw_term) OVER w END AS greenwood_sum,
     censor_at_utc
