@@ -376,13 +376,13 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
     store_anomalies.add_surge_sessions(con, params, state)  # planted traffic surge, own RNG stream
     state.device = state.country = np.empty(0, dtype=np.int8)
     _populate_crm(con, rng, params, state)
+    # Planted anomalies (own RNG stream (seed, 15)) before the hostile labels, which then relabel final rows.
+    store_anomalies.apply(con, params.seed, params.start_date, params.end_date)
     # A few hostile public values (UTM campaigns, a landing page, a form name); own RNG stream (seed, 13).
     store_hostile.plant(con, params.seed, params.start_date, params.end_date)
     # Realism that draws from its own RNG streams (the main stream above is untouched by them).
     store_lifecycle.apply_lifecycle_variants(con, params.seed)
     store_merges.apply_merges(con, params.seed)
-    # Planted anomalies (own RNG stream (seed, 15)).
-    store_anomalies.apply(con, params.seed, params.start_date, params.end_date)  # own RNG stream
     create_events_view(con)
 
 
