@@ -30,6 +30,9 @@ from aiosmtpd.controller import Controller
 from connectors.sandbox.store_anomalies import plant_dates
 from orchestration.exports.report import EMAIL_PATTERN
 
+# Two real pipeline runs over 8 weeks of 2,000 sessions a day: minutes on a quiet machine, more on a busy one.
+pytestmark = pytest.mark.timeout(2400)
+
 REPO = Path(__file__).resolve().parents[2]
 END = "2026-11-22"
 CREDENTIAL_VARS = ("GOOGLE_APPLICATION_CREDENTIALS", "HUBSPOT_ACCESS_TOKEN", "STEPWISE_SANDBOX_URL")
