@@ -133,6 +133,8 @@ def add_surge_sessions(con: duckdb.DuckDBPyConnection, params: Any, state: Any) 
         device=np.empty(0, np.int8),
         country=np.empty(0, np.int8),
         next_session_id=state.next_session_id,
+        # the same day effects as the day's own sessions (store_realism), so rates stay that day's
+        realism=getattr(state, "realism", None),
     )
     chunk = g._sessions_chunk(rng, np.array([np.datetime64(day, "D")]), extra, scratch)
     first_id = state.next_session_id
