@@ -1,6 +1,6 @@
 -- model: marts.conversion_anomalies
 -- partition: full
--- table: Anomalies of GA4 conversions and funnel steps: the settled days whose rate fell outside its prediction interval (kinds 'drop', 'spike', and 'zero' for a series that stopped: no event at all where at least 10 were expected). Judged on the RATE (per session, or per event of the previous funnel step), so a traffic surge with normal rates is not an anomaly; expected = the weekday's rate over the 8 weeks before (shrunk towards the 8-week rate where weekdays do not really differ), interval = -3.0 / +3.5 prediction SDs including the extra day-to-day variation of the rate (see staging.conversion_anomaly_scores for every judged day and the method). `delivered` says whether the alert went out by e-mail/Slack (once per anomaly; the delivery state survives rebuilds).
+-- table: Anomalies of GA4 conversions and funnel steps: the settled days whose rate fell outside its prediction interval (kinds 'drop', 'spike', and 'zero' for a series that stopped: no event at all where at least 10 were expected). Judged on the RATE (per session, or per event of the previous funnel step), so a traffic surge with normal rates is not an anomaly; expected = the weekday's rate over the 8 weeks before (shrunk towards the 8-week rate where weekdays do not really differ), interval = -3.0 / +4.0 prediction SDs including the extra day-to-day variation of the rate (see staging.conversion_anomaly_scores for every judged day and the method). `delivered` says whether the alert went out by e-mail/Slack (once per anomaly; the delivery state survives rebuilds).
 -- column anomaly_id: Stable id of the anomaly: date | property | series type | conversion (| step).
 -- column date: The day of the anomaly (property-local).
 -- column source_id: GA4 property id.
@@ -16,7 +16,7 @@
 -- column expected_rate: Expected rate for the weekday (events per session can exceed 1).
 -- column interval_low: Lower end of the prediction interval, in events.
 -- column interval_high: Upper end of the prediction interval, in events.
--- column z_score: (observed_rate - expected_rate) / prediction SD; below -3.0 is a drop, above 3.5 a spike.
+-- column z_score: (observed_rate - expected_rate) / prediction SD; below -3.0 is a drop, above 4.0 a spike.
 -- column kind: 'zero' (no event where >= 10 were expected: a series that stopped), 'drop' (below the interval) or 'spike' (above it).
 -- column severity: 'high' (zero, or the rate off by half or more), 'medium' (off by a quarter or more, or |z| >= 6), else 'low'.
 -- column relative_change: observed_rate / expected_rate - 1 (e.g. -0.5 = half the expected rate).

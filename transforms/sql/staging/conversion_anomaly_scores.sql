@@ -1,6 +1,6 @@
 -- model: staging.conversion_anomaly_scores
 -- partition: full
--- table: Every judged day of every GA4 conversion series and GA4 funnel step against its expected value (marts.conversion_anomalies keeps the anomalies). A conversion is judged on its rate per session (so a traffic surge with a normal rate is not an anomaly); funnel step k >= 2 on its count per count of step k-1 that day (step 1 is judged as its conversion). Baseline: the 56 days before, days far off their weekday's median (> 4 robust SDs) set aside. Expected rate: the weekday's pooled rate shrunk towards the 8-week rate by how much the weekdays really differ (weekday_weight). Interval: expected - 3.0 / + 3.5 prediction SDs (drops are judged more keenly than spikes); the prediction variance adds the day's sampling variance (Poisson for events per session, binomial for step ratios), the extra day-to-day variance of the rate that real traffic has (within-weekday variance of the clean baseline days minus their sampling part) and the variance of the expectation. Judged only on settled days (GA4 still revises the last sw_unsettled_days days), with at least 28 baseline days, at least 3 clean same-weekday days and an expected count of at least 10. Method: transforms/STATISTICS.md.
+-- table: Every judged day of every GA4 conversion series and GA4 funnel step against its expected value (marts.conversion_anomalies keeps the anomalies). A conversion is judged on its rate per session (so a traffic surge with a normal rate is not an anomaly); funnel step k >= 2 on its count per count of step k-1 that day (step 1 is judged as its conversion). Baseline: the 56 days before, days far off their weekday's median (> 4 robust SDs) set aside. Expected rate: the weekday's pooled rate shrunk towards the 8-week rate by how much the weekdays really differ (weekday_weight). Interval: expected - 3.0 / + 4.0 prediction SDs (drops are judged more keenly than spikes); the prediction variance adds the day's sampling variance (Poisson for events per session, binomial for step ratios), the extra day-to-day variance of the rate that real traffic has (within-weekday variance of the clean baseline days minus their sampling part) and the variance of the expectation. Judged only on settled days (GA4 still revises the last sw_unsettled_days days), with at least 28 baseline days, at least 3 clean same-weekday days and an expected count of at least 10. Method: transforms/STATISTICS.md.
 -- column date: The judged day (property-local).
 -- column source_id: GA4 property id.
 -- column series_type: 'conversion' (count per session) or 'funnel_step' (count per count of the previous step).
@@ -17,7 +17,7 @@
 -- column rate_interval_high: Upper end of the prediction interval of the rate (can exceed 1 for events per session).
 -- column interval_low: Lower end of the prediction interval as a count (rate_interval_low x denominator).
 -- column interval_high: Upper end of the prediction interval as a count.
--- column z_score: (observed_rate - expected_rate) / prediction SD; below -3.0 is a drop, above 3.5 a spike.
+-- column z_score: (observed_rate - expected_rate) / prediction SD; below -3.0 is a drop, above 4.0 a spike.
 -- column day_to_day_cv: Estimated extra day-to-day variation of the rate, as a coefficient of variation (0 = plain sampling noise).
 -- column baseline_days: Baseline days with data in the 8 weeks before.
 -- column weekday_days: Clean same-weekday baseline days (the weekday's own rate pools them).
@@ -144,9 +144,9 @@ variance AS (
 SELECT date, source_id, series_type, conversion_name, funnel_name, step_index, denominator_name,
     n::BIGINT AS observed, x::BIGINT AS denominator, n / x AS observed_rate,
     p AS expected_rate, p * x AS expected,
-    -- Drops (a broken tag, a failing checkout) are judged at 3 SDs, spikes at 3.5: see STATISTICS.md.
-    greatest(p - 3.0 * sqrt(v_pred), 0.0) AS rate_interval_low, p + 3.5 * sqrt(v_pred) AS rate_interval_high,
-    greatest(p - 3.0 * sqrt(v_pred), 0.0) * x AS interval_low, (p + 3.5 * sqrt(v_pred)) * x AS interval_high,
+    -- Drops (a broken tag, a failing checkout) are judged at 3 SDs, spikes at 4.0: see STATISTICS.md.
+    greatest(p - 3.0 * sqrt(v_pred), 0.0) AS rate_interval_low, p + 4.0 * sqrt(v_pred) AS rate_interval_high,
+    greatest(p - 3.0 * sqrt(v_pred), 0.0) * x AS interval_low, (p + 4.0 * sqrt(v_pred)) * x AS interval_high,
     (n / x - p) / nullif(sqrt(v_pred), 0) AS z_score,
     sqrt(tau2p2) / nullif(p, 0) AS day_to_day_cv,
     baseline_days::INTEGER AS baseline_days, weekday_days::INTEGER AS weekday_days, weight AS weekday_weight
