@@ -397,6 +397,7 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
                     )  # fmt: skip
         con.executemany(
             "INSERT INTO marts.experiment_readout VALUES (" + ", ".join(["?"] * 28) + ")", readout
+        )
         # Issue 15: two alerts in the report's week (one delivered), one the week before; time to convert for
         # three channels (Kaplan-Meier shapes: a median, quartiles and shares that only grow along the curve).
         con.execute(
