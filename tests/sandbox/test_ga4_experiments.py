@@ -56,9 +56,10 @@ def test_planted_assignment_and_exposure(demo_store) -> None:
         demo_store,
         "SELECT count(*) FROM experiment_exposures e JOIN sessions s USING (session_id) WHERE "
         "(e.experiment = 'checkout_button' AND s.view_item = 0) OR (e.experiment = 'free_shipping_banner' AND "
-        "s.add_to_cart = 0) OR (e.experiment = 'hero_video' AND s.landing_page <> '/' AND s.landing_page <> ?) OR s.user_id <> e.user_id",
+        "s.add_to_cart = 0 AND s.date IS DISTINCT FROM ?) OR (e.experiment = 'hero_video' AND s.landing_page <> '/' AND s.landing_page <> ?) OR s.user_id <> e.user_id",
         # the hostile-values plant relabels a few landing pages after exposure was decided
-        [store_hostile.HTML_LANDING_PAGE],
+        # and the planted broken add_to_cart tag (CONTRACTS §5.4) hides add_to_cart for one day
+        [demo_store.truth.planted["anomaly_zero"][1], store_hostile.HTML_LANDING_PAGE],
     )
     assert bad == 0
     # hero_video starts on the store's day 30; the funnel order still holds in every session
@@ -68,8 +69,10 @@ def test_planted_assignment_and_exposure(demo_store) -> None:
     assert (
         _scalar(
             demo_store,
-            "SELECT count(*) FROM sessions WHERE (purchase > 0 AND begin_checkout = 0) OR "
-            "(begin_checkout > 0 AND add_to_cart = 0) OR (add_to_cart > 0 AND view_item = 0)",
+            "SELECT count(*) FROM sessions WHERE ((purchase > 0 AND begin_checkout = 0) OR "
+            "(begin_checkout > 0 AND add_to_cart = 0) OR (add_to_cart > 0 AND view_item = 0)) "
+            "AND date IS DISTINCT FROM ?",  # the planted broken add_to_cart tag day (CONTRACTS §5.4)
+            [demo_store.truth.planted["anomaly_zero"][1]],
         )
         == 0
     )
