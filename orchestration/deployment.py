@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from orchestration.settings import child_environment
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "dagster_instance.yaml"
 DEFAULT_DIR = PROJECT_ROOT / "data" / "deploy"
@@ -270,7 +272,7 @@ class Deployment:
         )
 
     def process_env(self) -> dict[str, str]:
-        env = {**os.environ, **self.env}
+        env = child_environment(self.env)
         env["DAGSTER_HOME"] = str(self.home)
         env[PASSWORD_ENV] = self.cluster.password
         env.setdefault("STEPWISE_RATE_BUDGET", str(self.base_dir / "rate-budget.sqlite"))

@@ -240,6 +240,9 @@ SETTINGS: tuple[EnvSetting, ...] = (
     _s("STEPWISE_LEADS_TOLERANCE", "leads_tolerance", "0.10",
        "a share from 0 to 1 written with ASCII digits and a point, e.g. 0.10", ascii_decimal(0, 1),
        group="model"),
+    _s("STEPWISE_ALERT_LOOKBACK_DAYS", "alert_lookback_days", "28",
+       "a whole number of days from 1 to 366, ASCII digits: conversion anomalies this recent and not yet "
+       "delivered are sent (older ones only stay in the mart)", ascii_int(1, 366), group="model"),
     # -- GA4
     _s("STEPWISE_GA4_PROPERTY_IDS", "ga4_property_ids", None,
        "numeric GA4 property ids (ASCII digits, from GA4 Admin > Property settings), comma separated; "
@@ -344,6 +347,7 @@ class StepwiseSettings(BaseModel):
     experiments_path: str
     reconcile_tolerance: float
     leads_tolerance: float
+    alert_lookback_days: int
     ga4_property_ids: tuple[str, ...] | None = None
     ga4_credentials_file: str | None = None
     ga4_api_endpoint: str | None = None
@@ -524,14 +528,15 @@ def lookback_days() -> int:
     return load_settings().lookback_days
 
 
+def child_environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a child process (the daemon, the webserver) starts with: this one's, plus
+    `overrides`. Children validate it themselves through load_settings()."""
+    return {**os.environ, **(overrides or {})}
+
+
 def alert_lookback_days() -> int:
-    value = os.environ.get("STEPWISE_ALERT_LOOKBACK_DAYS", "28")
-    if not value.isdigit() or not 1 <= int(value) <= 366:
-        raise StepwiseConfigError(
-            f"environment: STEPWISE_ALERT_LOOKBACK_DAYS={value!r} must be a whole number of days from 1 to 366: "
-            "conversion anomalies this recent and not yet delivered are sent (older ones only stay in the mart)"
-        )
-    return int(value)
+    """How recent an undelivered conversion anomaly must be to be sent."""
+    return load_settings().alert_lookback_days
 
 
 def hubspot_incremental_overlap_seconds() -> float:
