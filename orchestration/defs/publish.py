@@ -3,11 +3,17 @@
 import dagster as dg
 
 from orchestration.defs.experiments import READOUT_KEY
+from orchestration.defs.ingest import INGEST_ASSETS
 from orchestration.model import MART_KEYS
 from orchestration.resources import Ga4Resource, HubSpotResource, WarehouseResource, data_source_label
 from orchestration.settings import DUCKDB_POOL, OWNERS
 
 PUBLISH_KEY = dg.AssetKey(["publish", "analyst_duckdb"])
+# Every ingest asset too, not only the ones a model reads (no model reads raw.hubspot_companies): a run
+# whose ingest step failed stops before publishing, and the analyst file keeps its last good version.
+INGEST_KEYS = sorted(
+    {key for assets in INGEST_ASSETS for key in assets.keys}, key=lambda k: k.to_user_string()
+)
 
 
 @dg.asset(
@@ -16,7 +22,7 @@ PUBLISH_KEY = dg.AssetKey(["publish", "analyst_duckdb"])
     kinds={"duckdb", "python"},
     owners=OWNERS,
     pool=DUCKDB_POOL,
-    deps=[*MART_KEYS, READOUT_KEY],
+    deps=[*MART_KEYS, READOUT_KEY, *INGEST_KEYS],
     description=(
         "The analyst file (STEPWISE_ANALYST_DB, default data/stepwise.duckdb): after every mart is "
         "built and its blocking checks pass, the working warehouse is checkpointed, copied beside the "

@@ -48,8 +48,10 @@ def _ga4_raw(path: Any) -> dict[str, Any]:
         tables = [
             r[0]
             for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name LIKE 'ga4_%' "
-                "AND table_name <> 'ga4_properties' ORDER BY 1"
+                # the daily GA4 reports: every raw ga4_ table with a date column (not the experiments'
+                # window-long audience report, nor the property list)
+                "SELECT DISTINCT table_name FROM duckdb_columns() WHERE schema_name = 'raw' "
+                "AND table_name LIKE 'ga4_%' AND column_name = 'date' ORDER BY 1"
             ).fetchall()
         ]
         return {
