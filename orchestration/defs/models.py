@@ -370,8 +370,9 @@ def ga4_leads_match_hubspot_contacts(warehouse: WarehouseResource) -> dg.AssetCh
     )
 
 
-# Marts that are empty when all is well (no anomaly is good news): no not_empty check on them.
-MAY_BE_EMPTY = {"marts.conversion_anomalies"}
+# Tables that are empty when all is well: no anomaly is good news, and no day can be scored before the
+# warehouse holds 28 baseline days. No not_empty check on them.
+MAY_BE_EMPTY = {"marts.conversion_anomalies", "staging.conversion_anomaly_scores"}
 
 
 def checks_for(table: ModelTable) -> list[dg.AssetChecksDefinition]:
