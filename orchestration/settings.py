@@ -234,6 +234,10 @@ SETTINGS: tuple[EnvSetting, ...] = (
        "the path of a channel mapping YAML file", path, group="model"),
     _s("STEPWISE_EXPERIMENTS", "experiments_path", "transforms/config/experiments.yaml",
        "the path of an experiments YAML file", path, group="model"),
+    _s("STEPWISE_ACCOUNTS", "accounts_path", None,
+       "the path of an accounts YAML file (GA4 properties, HubSpot portals, custom GA4 reports; see "
+       "examples/accounts.yaml); unset: STEPWISE_GA4_PROPERTY_IDS / HUBSPOT_ACCESS_TOKEN or the sandbox",
+       path, group="model"),
     _s("STEPWISE_RECONCILE_TOLERANCE", "reconcile_tolerance", "0.01",
        "a share from 0 to 1 written with ASCII digits and a point, e.g. 0.01", ascii_decimal(0, 1),
        group="model"),
@@ -345,6 +349,7 @@ class StepwiseSettings(BaseModel):
     catalog_path: str
     channel_mapping_path: str
     experiments_path: str
+    accounts_path: str | None = None
     reconcile_tolerance: float
     leads_tolerance: float
     alert_lookback_days: int
@@ -391,11 +396,12 @@ class StepwiseSettings(BaseModel):
 
     @property
     def ga4_is_sandbox(self) -> bool:
-        return not self.ga4_property_ids
+        return not self.ga4_property_ids and not self.accounts_path
 
     @property
     def hubspot_is_sandbox(self) -> bool:
-        return not self.hubspot_access_token
+        # An accounts file names each portal's own token variable: the sandbox never stands in for one.
+        return not self.hubspot_access_token and not self.accounts_path
 
     @property
     def working_file(self) -> Path:
@@ -468,7 +474,19 @@ def _cross_checks(values: dict[str, Any]) -> list[str]:
             f"STEPWISE_ANALYST_DB={quoted(values['analyst_db'])} must be a different file from "
             "STEPWISE_WORKING_DB (the pipeline writes one, analysts read the other)"
         )
+    if values.get("accounts_path") and values.get("ga4_property_ids"):
+        problems.append(
+            "STEPWISE_ACCOUNTS and STEPWISE_GA4_PROPERTY_IDS are both set: list the properties in the "
+            "accounts file and unset STEPWISE_GA4_PROPERTY_IDS (it is the one-property shorthand)"
+        )
     return problems
+
+
+def named_secret(name: str) -> str | None:
+    """The value of the environment variable an accounts file names for a HubSpot token (`token_env`),
+    stripped; None when unset or empty. Only the caller that builds the client sees it."""
+    value = os.environ.get(name, "").strip()
+    return value or None
 
 
 def describe_defaults() -> str:

@@ -3,7 +3,14 @@
 from connectors.ga4.client import Ga4Client, Ga4Settings, PropertyBudget
 from connectors.ga4.convert import FLAG_COLUMNS, batch_schema, response_to_batch
 from connectors.ga4.errors import Ga4ConfigError, Ga4FetchError, Ga4QuotaDeferred, Ga4QuotaExhausted
-from connectors.ga4.specs import ReportSpec, check_specs, column_name, default_report_specs, spec_from_dict
+from connectors.ga4.specs import (
+    ReportSpec,
+    check_specs,
+    column_name,
+    custom_report_spec,
+    default_report_specs,
+    spec_from_dict,
+)
 from connectors.ga4.windows import DateWindow, plan_windows, replaced_dates
 
 __all__ = [
@@ -20,6 +27,7 @@ __all__ = [
     "batch_schema",
     "check_specs",
     "column_name",
+    "custom_report_spec",
     "default_report_specs",
     "plan_windows",
     "replaced_dates",

@@ -323,6 +323,34 @@ class Ga4Client:
         """The property's reporting time zone, once a report response has named it."""
         return self._time_zones.get(property_id)
 
+    def reporting_time_zone(self, property_id: str, day: dt.date) -> str:
+        """The property's reporting time zone, as GA4 states it in a report response's metadata.
+
+        getMetadata does not carry the zone, so this asks for one row of one day (date x sessions: one
+        quota token, no user metric, so not a potentially thresholded request) unless a report of this
+        client already named it. Callers compare it with their configuration before any report."""
+        known = self._time_zones.get(property_id)
+        if known:
+            return known
+        probe = ReportSpec("time_zone", ("date",), ("sessions",))
+        log = self._new_log(property_id, "time_zone", "metadata", day, day)
+        try:
+            response = self._run(
+                property_id,
+                probe.name,
+                self._request(property_id, probe, DateWindow(day, day), {}, 0, 1),
+                log,
+            )
+        except Ga4FetchError as exc:
+            self._finish_log(log, error=str(exc))
+            raise
+        self._finish_log(log)
+        zone = str(response.metadata.time_zone or "")
+        if not zone:
+            raise Ga4FetchError(f"GA4 property {property_id}: the report response named no time zone")
+        self._time_zones[property_id] = zone
+        return zone
+
     def budget(self, property_id: str) -> PropertyBudget:
         with self._budgets_lock:
             if property_id not in self._budgets:

@@ -140,6 +140,28 @@ def default_report_specs() -> list[ReportSpec]:
     ]
 
 
+CUSTOM_PREFIX = "custom_"
+
+
+def custom_report_spec(
+    name: str,
+    dimensions: Iterable[str],
+    metrics: Iterable[str],
+    filters: Mapping[str, Iterable[str]] | None = None,
+) -> ReportSpec:
+    """A user's own report (the accounts file's ``custom_reports``): table ``raw.ga4_custom_<name>``.
+
+    The prefix keeps custom tables apart from the built-in ones whatever the user names them. Check it
+    with ``problems()`` and against the property's metadata (``Ga4Client.validate``) before any request.
+    """
+    return ReportSpec(
+        CUSTOM_PREFIX + name,
+        tuple(dimensions),
+        tuple(metrics),
+        filters={k: tuple(v) for k, v in (filters or {}).items()},
+    )
+
+
 def spec_from_dict(data: Mapping[str, Any], source: str = "configuration") -> ReportSpec:
     """A user's report spec from configuration (YAML/JSON mapping); raises Ga4ConfigError."""
     name = data.get("name", "?") if isinstance(data, Mapping) else "?"
