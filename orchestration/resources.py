@@ -285,6 +285,23 @@ class SandboxHandle:
     store: Any  # connectors.sandbox.store.Store
     preset: str
     seed: int
+    # STEPWISE_SANDBOX_ACCOUNTS=multi: the connectors.sandbox.accounts.MultiAccountSandbox (``store`` is then
+    # its first property's store); None for the single-store sandbox.
+    accounts: Any = None
+
+    @property
+    def property_ids(self) -> list[str]:
+        return list(self.accounts.property_ids) if self.accounts is not None else [SANDBOX_PROPERTY_ID]
+
+    def hubspot_token(self, configured: str) -> str:
+        """The token a sandbox run sends: the configured one, except that with several portals the default
+        sandbox token stands for the first portal's (any other value is sent as it is, e.g. the EU
+        portal's token or a revoked one)."""
+        if self.accounts is not None and configured == SANDBOX_TOKEN:
+            from connectors.sandbox.accounts import PORTALS
+
+            return PORTALS[0].token
+        return configured
 
     @property
     def start_date(self) -> date:
@@ -311,10 +328,15 @@ def get_sandbox(settings: StepwiseSettings | None = None) -> SandboxHandle:
         tuple(sorted(overrides.items())),
         settings.sandbox_revisions,
         settings.sandbox_url,
+        settings.sandbox_accounts,
     )
     with _SANDBOX_LOCK:
         handle = _SANDBOX.get(key)
         if handle is not None:
+            return handle
+        if settings.sandbox_accounts == "multi":
+            handle = _multi_account_sandbox(settings, end_date)
+            _SANDBOX[key] = handle
             return handle
         from connectors.sandbox.store import build_store
 
@@ -342,6 +364,37 @@ def get_sandbox(settings: StepwiseSettings | None = None) -> SandboxHandle:
         )
         _SANDBOX[key] = handle
         return handle
+
+
+def _multi_account_sandbox(settings: StepwiseSettings, end_date: str | None) -> SandboxHandle:
+    """STEPWISE_SANDBOX_ACCOUNTS=multi: three properties and two portals (connectors/sandbox/accounts.py).
+    STEPWISE_SANDBOX_DAYS, _END_DATE, _SEED and _REVISIONS apply; _SESSIONS_PER_DAY scales the first
+    property to it and the others in proportion."""
+    from connectors.sandbox.accounts import PROPERTIES, MultiAccountSandbox
+
+    per_day = settings.sandbox_sessions_per_day
+    sandbox = MultiAccountSandbox(
+        seed=settings.sandbox_seed,
+        days=settings.sandbox_days or 90,
+        end_date=end_date,
+        scale=per_day / PROPERTIES[0].sessions_per_day if per_day else 1.0,
+        revisions=settings.sandbox_revisions,
+    )
+    base_url = settings.sandbox_url or sandbox.base_url
+    if not settings.sandbox_url:
+        sandbox.start()
+        atexit.register(sandbox.stop)
+    log.warning(
+        "SANDBOX MODE: serving synthetic data for %d GA4 properties and %d HubSpot portals from the built-in "
+        "sandbox at %s (seed=%s)",
+        len(sandbox.property_ids),
+        len(sandbox.portal_ids),
+        base_url,
+        settings.sandbox_seed,
+    )
+    server = None if settings.sandbox_url else sandbox.server
+    first = sandbox.store(sandbox.property_ids[0])
+    return SandboxHandle(base_url, server, first, "multi", settings.sandbox_seed, accounts=sandbox)
 
 
 def stop_sandboxes() -> None:
@@ -418,7 +471,9 @@ class SandboxGa4Resource(Ga4Resource):
     is_sandbox: ClassVar[bool] = True
 
     def property_id_list(self) -> list[str]:
-        return [SANDBOX_PROPERTY_ID]
+        if load_settings().sandbox_accounts == "multi":
+            return get_sandbox().property_ids
+        return [SANDBOX_PROPERTY_ID]  # without starting the sandbox
 
     def check_config(self) -> None:
         if not 0 <= self.lookback_days <= 30:
@@ -430,7 +485,8 @@ class SandboxGa4Resource(Ga4Resource):
         return "sandbox"
 
     def connection(self) -> tuple[list[str], str | None, str | None]:
-        return [SANDBOX_PROPERTY_ID], get_sandbox().base_url, None
+        handle = get_sandbox()
+        return handle.property_ids, handle.base_url, None
 
 
 # --- HubSpot -------------------------------------------------------------------------------------
@@ -493,10 +549,11 @@ class SandboxHubSpotResource(HubSpotResource):
 
     def connection(self) -> dict[str, Any]:
         # The token is read per run: tests set STEPWISE_SANDBOX_HUBSPOT_TOKEN to an expired one.
-        token = load_settings().sandbox_hubspot_token
+        handle = get_sandbox()
+        token = handle.hubspot_token(load_settings().sandbox_hubspot_token)
         return {
             "access_token": token,
-            "host": get_sandbox().base_url,
+            "host": handle.base_url,
             "portal_id": SANDBOX_PORTAL_ID,
             "rate_budget_path": rate_budget_path(sandbox=True),
         }

@@ -179,6 +179,12 @@ def sandbox_preset(raw: str) -> str:
     return raw
 
 
+def sandbox_accounts(raw: str) -> str:
+    if raw not in ("single", "multi"):
+        raise ValueError
+    return raw
+
+
 def text(raw: str) -> str:
     if not raw.isprintable() or len(raw) > 1000:
         raise ValueError
@@ -274,6 +280,9 @@ SETTINGS: tuple[EnvSetting, ...] = (
     # -- the sandbox (used when no credentials are set)
     _s("STEPWISE_SANDBOX_PRESET", "sandbox_preset", "demo", "a store preset: demo or large",
        sandbox_preset, group="sandbox"),
+    _s("STEPWISE_SANDBOX_ACCOUNTS", "sandbox_accounts", "single",
+       "single (one GA4 property, one HubSpot portal) or multi (three properties in New York, Berlin and Tokyo "
+       "time, two portals; connectors/sandbox/accounts.py)", sandbox_accounts, group="sandbox"),
     _s("STEPWISE_SANDBOX_SEED", "sandbox_seed", "7", "a whole number, ASCII digits",
        ascii_int(0, 2**32 - 1), group="sandbox"),
     _s("STEPWISE_SANDBOX_DAYS", "sandbox_days", None, "a whole number of days from 1 to 3660, ASCII digits",
@@ -362,6 +371,7 @@ class StepwiseSettings(BaseModel):
     hubspot_incremental_overlap_seconds: float
     rate_budget: str | None = None
     sandbox_preset: str
+    sandbox_accounts: str
     sandbox_seed: int
     sandbox_days: int | None = None
     sandbox_sessions_per_day: int | None = None

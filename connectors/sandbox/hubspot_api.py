@@ -16,6 +16,7 @@ host=server.base_url)`` reaches them exactly as it reaches api.hubapi.com. What 
 - a private app's rate limits: a rolling general bucket (100 per 10 s), a search bucket (4 per s) and a
   daily cap, with HubSpot's 429 bodies and ``X-HubSpot-RateLimit-*`` headers on every answer;
   ``Retry-After`` rides on every other 429 of a bucket (deterministic), never on daily ones;
+- account details (``GET /account-info/v3/details``, hubspot_account.py): portal id, time zone, currency;
 - auth: any non-empty Bearer token, except those listed in ``expired_tokens`` (401
   EXPIRED_AUTHENTICATION) or whose granted scopes in ``token_scopes`` miss the one needed (403
   MISSING_SCOPES naming it).
@@ -44,6 +45,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
+from connectors.sandbox import hubspot_account
 from connectors.sandbox.server import ApiRequest, ApiResponse, Route, SandboxContext, hubspot_error
 
 OBJECT_TYPES = ("contacts", "deals", "companies")
@@ -123,6 +125,8 @@ class HubSpotSandboxConfig:
     # while newer edits are indexed (what a cursor without an overlap window loses).
     search_lag_overrides: dict[tuple[str, int], float] = field(default_factory=dict)
     association_batch_max: int = 1_000  # v4 association batch reads take up to 1,000 inputs
+    # The portal's account settings, served by GET /account-info/v3/details (hubspot_account.py).
+    account: hubspot_account.HubSpotAccount = field(default_factory=hubspot_account.HubSpotAccount)
 
 
 def default_config() -> HubSpotSandboxConfig:
@@ -210,6 +214,7 @@ def routes() -> list[Route]:
             _canonical(_associations_batch_read),
             "hubspot:associations_batch_read",
         ),
+        *hubspot_account.routes(),
     ]
 
 

@@ -386,6 +386,15 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         ctx = sandbox.ctx
+        if sandbox.router is not None:
+            # Several accounts (connectors/sandbox/accounts.py): the request's property or token picks the
+            # account's own context (store, settings, quota state), or the router answers a refusal.
+            routed = sandbox.router(route, request)
+            if isinstance(routed, ApiResponse):
+                ctx.counters.record(route.api, route.name, routed.status)
+                self._send(routed)
+                return
+            ctx = routed
         ctx.counters.enter(route.api)
         try:
             fault = sandbox.faults.decide(route.api, parts.path)
@@ -522,6 +531,26 @@ class SandboxServer:
         self.base_url = f"http://{host}:{self.port}"
         self.ctx.base_url = self.base_url
         self._thread: threading.Thread | None = None
+        # None: every request is served from ``ctx``. Otherwise (route, request) -> the context that serves
+        # it, or an answer (e.g. 403 for a property the caller may not read); see accounts.py.
+        self.router: Callable[[Route, ApiRequest], SandboxContext | ApiResponse] | None = None
+
+    def account_context(self, store: Any, config: SandboxConfig) -> SandboxContext:
+        """A context of its own (store, live config, per-API state) sharing this server's counters, base
+        URL and clock: what ``router`` hands out for one account of a multi-account sandbox."""
+        ctx = SandboxContext(store, config)
+        ctx.counters = self.ctx.counters
+        ctx.base_url = self.base_url
+        ctx.clock = lambda: self.ctx.clock()
+        for api in self._apis:
+            module = _load_api_module(api)
+            if (
+                module is not None
+                and getattr(config, api, None) is None
+                and hasattr(module, "default_config")
+            ):
+                setattr(config, api, module.default_config())
+        return ctx
 
     @property
     def store(self) -> Any:

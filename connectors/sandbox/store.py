@@ -82,6 +82,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 import numpy as np
@@ -199,7 +200,7 @@ class StoreTruth:
             FROM contacts c JOIN src_map s ON s.hs_source = c.hs_analytics_source
             GROUP BY ALL ORDER BY date, channel
             """,
-            {"sources": list(m.HS_SOURCES), "channels": list(m.CHANNELS), "tz": m.TIME_ZONE},
+            {"sources": list(m.HS_SOURCES), "channels": list(m.CHANNELS), "tz": self._store.time_zone},
         )
 
     def sessions_by_day(self) -> pd.DataFrame:
@@ -306,7 +307,7 @@ class StoreTruth:
             LEFT JOIN stages s USING (date, channel) LEFT JOIN won d USING (date, channel)
             ORDER BY k.date, k.channel
             """,
-            {"sources": list(m.HS_SOURCES), "channels": list(m.CHANNELS), "tz": m.TIME_ZONE},
+            {"sources": list(m.HS_SOURCES), "channels": list(m.CHANNELS), "tz": self._store.time_zone},
         )
 
 
@@ -350,8 +351,13 @@ class Store:
         end_date: dt.date,
         *,
         private_dir: str | None = None,
+        time_zone: str = m.TIME_ZONE,
+        property_id: str = m.PROPERTY_ID,
     ):
         self.con = con
+        # The property's reporting zone (its local days) and id; the class defaults are the demo store's.
+        self.time_zone = time_zone
+        self.property_id = property_id
         # Temporary database files (large stores) go away with the store.
         self._finalizer = weakref.finalize(self, _release, con, private_dir)
         self.preset = preset
@@ -359,7 +365,7 @@ class Store:
         self.start_date = start_date
         self.end_date = end_date
         # First instant after the store (local midnight after end_date) as naive UTC; no stage date reaches it.
-        self.end_instant_utc: dt.datetime = end_instant_utc(end_date)
+        self.end_instant_utc: dt.datetime = end_instant_utc(end_date, time_zone)
         self.truth = StoreTruth(self)
         self._lock = threading.Lock()
         self._touches = 0
@@ -591,6 +597,8 @@ def build_store(
     cache_dir: str | os.PathLike[str] | None = None,
     memory_limit: str | None = None,
     cache: bool = True,
+    time_zone: str | None = None,
+    property_id: str | None = None,
     **overrides: Any,
 ) -> Store:
     """Build (or fetch from cache) a store; see the module docstring for the model.
@@ -600,8 +608,18 @@ def build_store(
     in another). Small stores are generated once per parameter set and kept in memory as Arrow tables;
     with ``cache_dir`` the generated tables are also kept in a DuckDB file there and loaded from it.
     ``cache=False`` always generates afresh (determinism tests).
+    ``time_zone`` (an IANA name; default America/New_York) is the property's reporting zone: the store's days
+    are its local days and CRM instants are their UTC conversions. ``property_id`` (default ``123456789``)
+    is the GA4 property the store answers as. Neither changes the default store's data.
     """
     resolved = _resolve(preset, overrides)
+    zone = time_zone or m.TIME_ZONE
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"build_store: unknown time zone {zone!r}; use an IANA name like 'Europe/Berlin'"
+        ) from None
     if isinstance(end_date, str):
         end_date = dt.date.fromisoformat(end_date)
     end = end_date or _default_end_date()
@@ -616,6 +634,7 @@ def build_store(
         companies=resolved.companies,
         realism=bool(resolved.realism),
         day_effect_sd=float(resolved.day_effect_sd),
+        time_zone=zone,
     )
     expected_sessions = resolved.days * resolved.sessions_per_day
     private_dir: str | None = None
@@ -639,4 +658,13 @@ def build_store(
         populate(con, params)
         con.execute(f"CHECKPOINT {STORE_CATALOG}")
     _expose_in_default_catalog(con)
-    return Store(con, resolved, int(seed), start, end, private_dir=private_dir)
+    return Store(
+        con,
+        resolved,
+        int(seed),
+        start,
+        end,
+        private_dir=private_dir,
+        time_zone=zone,
+        property_id=str(property_id or m.PROPERTY_ID),
+    )

@@ -70,8 +70,8 @@ def planted(start_date: dt.date, end_date: dt.date) -> dict[str, Any]:
     }
 
 
-def _end_instant_utc(end_date: dt.date) -> dt.datetime:
-    local = dt.datetime.combine(end_date + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(m.TIME_ZONE))
+def _end_instant_utc(end_date: dt.date, time_zone: str = m.TIME_ZONE) -> dt.datetime:
+    local = dt.datetime.combine(end_date + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(time_zone))
     return local.astimezone(dt.UTC).replace(tzinfo=None)
 
 
@@ -83,8 +83,15 @@ def stage_duration_scale(channel: np.ndarray) -> np.ndarray:
     return scale
 
 
-def apply(con: duckdb.DuckDBPyConnection, seed: int, start_date: dt.date, end_date: dt.date) -> None:
-    """Plant the anomalies into the generated ``sessions``, ``contacts`` and ``deals`` tables of ``con``."""
+def apply(
+    con: duckdb.DuckDBPyConnection,
+    seed: int,
+    start_date: dt.date,
+    end_date: dt.date,
+    time_zone: str = m.TIME_ZONE,
+) -> None:
+    """Plant the anomalies into the generated ``sessions``, ``contacts`` and ``deals`` tables of ``con``
+    (``time_zone``: the store's zone, whose local midnight ends the store)."""
     rng = np.random.default_rng([seed, ANOMALY_STREAM])
     dates = plant_dates(end_date)
     inside = lambda d: start_date <= d <= end_date  # noqa: E731
@@ -114,7 +121,7 @@ def apply(con: duckdb.DuckDBPyConnection, seed: int, start_date: dt.date, end_da
             )
 
     if inside(dates["surge_date"]):
-        _surge_contacts(con, rng, dates["surge_date"])
+        _surge_contacts(con, rng, dates["surge_date"], time_zone)
 
 
 def add_surge_sessions(con: duckdb.DuckDBPyConnection, params: Any, state: Any) -> None:
@@ -184,7 +191,9 @@ def add_surge_sessions(con: duckdb.DuckDBPyConnection, params: Any, state: Any) 
     con.execute("CREATE OR REPLACE TEMP TABLE sw_surge AS SELECT ?::BIGINT AS first_session_id", [first_id])
 
 
-def _surge_contacts(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, day: dt.date) -> None:
+def _surge_contacts(
+    con: duckdb.DuckDBPyConnection, rng: np.random.Generator, day: dt.date, time_zone: str = m.TIME_ZONE
+) -> None:
     """Each surge session with a lead gets a contact: a copy of a contact created the same day from the same
     channel (its progression), and the session takes that contact's lead time and form, so the contact is
     created at the session's start as for every lead. Without such a template the session keeps no lead."""
@@ -249,7 +258,7 @@ def _surge_contacts(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, da
             c.id AS original_contact_id
         FROM surge_pairs AS p JOIN contacts AS c ON c.id = p.template_id JOIN sessions AS s ON s.session_id = p.session_id, base
         """,
-        {"end_instant": _end_instant_utc(day + dt.timedelta(days=SURGE_DAYS_BEFORE_END))},
+        {"end_instant": _end_instant_utc(day + dt.timedelta(days=SURGE_DAYS_BEFORE_END), time_zone)},
     )
     con.execute(
         """

@@ -100,6 +100,9 @@ class GenParams:
     # SD of each day x segment term.
     realism: bool = True
     day_effect_sd: float = store_realism.DEFAULT_DAY_EFFECT_SD
+    # The property's reporting time zone: sessions are generated in its local days and CRM instants are
+    # their UTC conversions (connectors/sandbox/accounts.py builds stores in other zones).
+    time_zone: str = m.TIME_ZONE
 
 
 @dataclass
@@ -162,7 +165,7 @@ def _sessions_chunk(
     day_idx = np.repeat(np.arange(n_days), n_per_day)
     hour = rng.choice(24, size=n, p=m.HOUR_WEIGHTS / m.HOUR_WEIGHTS.sum())
     # The hour that a spring-forward day skips has no sessions: they start an hour later, as clocks do.
-    skipped = _skipped_local_hours(dates)
+    skipped = _skipped_local_hours(dates, params.time_zone)
     hour = np.where(hour == skipped[day_idx], hour + 1, hour)
     sec = hour * 3600 + rng.integers(0, 3600, size=n)
     sec = sec[np.lexsort((sec, day_idx))]  # day_idx is already sorted, so it stays aligned
@@ -300,9 +303,9 @@ def _sessions_chunk(
     return pa.table({k: (v if isinstance(v, pa.Array) else pa.array(v)) for k, v in cols.items()})
 
 
-def _skipped_local_hours(dates: np.ndarray) -> np.ndarray:
+def _skipped_local_hours(dates: np.ndarray, time_zone: str = m.TIME_ZONE) -> np.ndarray:
     """Per date, the local hour that does not exist (DST spring-forward), or -1."""
-    tz = ZoneInfo(m.TIME_ZONE)
+    tz = ZoneInfo(time_zone)
     out = np.full(dates.shape[0], -1, dtype=np.int64)
     for i, day in enumerate(dates.astype("datetime64[D]").tolist()):
         start = dt.datetime.combine(day, dt.time(), tzinfo=tz)
@@ -315,9 +318,9 @@ def _skipped_local_hours(dates: np.ndarray) -> np.ndarray:
     return out
 
 
-def end_instant_utc(end_date: dt.date) -> dt.datetime:
+def end_instant_utc(end_date: dt.date, time_zone: str = m.TIME_ZONE) -> dt.datetime:
     """The first instant after the store (local midnight after ``end_date``), as a naive UTC datetime."""
-    local = dt.datetime.combine(end_date + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(m.TIME_ZONE))
+    local = dt.datetime.combine(end_date + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(time_zone))
     return local.astimezone(dt.UTC).replace(tzinfo=None)
 
 
@@ -377,7 +380,7 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
     state.device = state.country = np.empty(0, dtype=np.int8)
     _populate_crm(con, rng, params, state)
     # Planted anomalies (own RNG stream (seed, 15)) before the hostile labels, which then relabel final rows.
-    store_anomalies.apply(con, params.seed, params.start_date, params.end_date)
+    store_anomalies.apply(con, params.seed, params.start_date, params.end_date, params.time_zone)
     # A few hostile public values (UTM campaigns, a landing page, a form name); own RNG stream (seed, 13).
     store_hostile.plant(con, params.seed, params.start_date, params.end_date)
     # Realism that draws from its own RNG streams (the main stream above is untouched by them).
@@ -392,14 +395,14 @@ def _populate_crm(
     leads = {k: np.concatenate([p[k] for p in state.lead_parts]) for k in state.lead_parts[0]}
     state.lead_parts.clear()
     n = int(leads["session_id"].shape[0])
-    end_s = _epoch_s(end_instant_utc(params.end_date))
+    end_s = _epoch_s(end_instant_utc(params.end_date, params.time_zone))
 
     # Local session start -> UTC with DuckDB's ICU rules, the same ones the truth helpers invert.
     con.register("lead_ts", pa.table({"ts": pa.array(leads["ts"], pa.timestamp("s"))}))
     created: np.ndarray = np.asarray(
         con.execute(
             "SELECT epoch(timezone('UTC', timezone($tz, ts::TIMESTAMP)))::BIGINT AS s FROM lead_ts",
-            {"tz": m.TIME_ZONE},
+            {"tz": params.time_zone},
         ).fetchnumpy()["s"],
         dtype=np.int64,
     )
