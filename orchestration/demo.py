@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     instance = open_instance()
     say(f"Dagster instance: {instance.root_directory}")
 
-    from orchestration.resources import analyst_file_from_env, get_sandbox, sandbox_from_env
+    from orchestration.connections import analyst_file_from_env, get_sandbox, sandbox_from_env
 
     sandbox_mode = all(sandbox_from_env())
     if sandbox_mode:

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 from orchestration.instance import ensure_dagster_home, open_instance
-from orchestration.resources import PROJECT_ROOT
-from orchestration.settings import load_settings
+from orchestration.settings import PROJECT_ROOT, load_settings
 
 
 def command(host: str, port: int) -> list[str]:

@@ -9,12 +9,13 @@ configured channel took it; with no channel configured nothing is sent and nothi
 
 import dagster as dg
 
+from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
 from orchestration.exports.alerts import deliver_alerts, open_anomalies, pending_alerts
 from orchestration.exports.delivery import DeliveryConfigError, DeliverySettings
 from orchestration.exports.safe_text import markdown_text
-from orchestration.resources import Ga4Resource, HubSpotResource, WarehouseResource, data_source_label
 from orchestration.settings import DUCKDB_POOL, OWNERS, alert_lookback_days
 from orchestration.table_meta import table_exists
+from orchestration.warehouse import WarehouseResource
 from transforms.anomalies import mark_delivered
 
 ANOMALIES_KEY = dg.AssetKey(["marts", "conversion_anomalies"])

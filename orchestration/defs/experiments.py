@@ -15,7 +15,8 @@ import dagster as dg
 
 from connectors.ga4 import Ga4ConfigError
 from connectors.ga4.experiments import ExperimentQuery, fetch_experiment, validate_experiments
-from orchestration import loading
+from orchestration import ingest_writes
+from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
 from orchestration.defs.ingest import (
     CONFIG_ERRORS,
     INGEST_GROUP,
@@ -26,10 +27,10 @@ from orchestration.defs.ingest import (
     warn_if_sandbox,
 )
 from orchestration.defs.models import MART_FRESHNESS, checks_for
-from orchestration.model import ModelTable, load_model_config
-from orchestration.resources import Ga4Resource, HubSpotResource, WarehouseResource, data_source_label
+from orchestration.model_lineage import ModelTable, load_model_config
 from orchestration.settings import DAILY, DUCKDB_POOL, OWNERS
 from orchestration.table_meta import table_exists, table_metadata
+from orchestration.warehouse import WarehouseResource
 from transforms import experiments as experiments_mart
 from transforms.experiments_config import DEFAULT_EXPERIMENTS_PATH, ExperimentsConfig, load_experiments
 
@@ -127,7 +128,7 @@ def ga4_experiments(
             partition_key=f"{_start}..{end}",
             keep_only=[e.name for e in config.experiments],
         )
-        loading.append_request_log(con, list(client.request_log), run_id=context.run.run_id)
+        ingest_writes.append_request_log(con, list(client.request_log), run_id=context.run.run_id)
         meta = table_metadata(
             con,
             "raw",

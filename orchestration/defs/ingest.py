@@ -25,17 +25,12 @@ import dagster as dg
 
 from connectors.ga4 import Ga4ConfigError, default_report_specs, plan_windows
 from connectors.hubspot import HubSpotConfigError
-from orchestration import loading
-from orchestration.model import load_model_config
-from orchestration.resources import (
-    Ga4Resource,
-    HubSpotResource,
-    StepwiseConfigError,
-    WarehouseResource,
-    data_source_label,
-)
-from orchestration.settings import DAILY, DUCKDB_POOL, OWNERS, time_zone
+from orchestration import ingest_writes
+from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
+from orchestration.model_lineage import load_model_config
+from orchestration.settings import DAILY, DUCKDB_POOL, OWNERS, StepwiseConfigError, time_zone
 from orchestration.table_meta import table_exists, table_metadata
+from orchestration.warehouse import WarehouseResource
 from transforms import raw_load
 from transforms.catalog import ConfigError
 
@@ -181,12 +176,12 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
             for property_id in ga4.property_id_list():
                 raw_load.record_ga4_property(con, property_id, time_zone=ga4_time_zone(client, property_id))
             for property_id, window, batches in fetched:
-                loading.load_ga4_days(
+                ingest_writes.load_ga4_days(
                     con, spec.name, batches, property_id=property_id, start=window.start, end=window.end
                 )
             first_replaced = min(w.start for w in windows)
-            loading.append_request_log(con, log_entries, run_id=context.run.run_id)
-            flagged = loading.ga4_flagged_days(con, table, first_replaced, end)
+            ingest_writes.append_request_log(con, log_entries, run_id=context.run.run_id)
+            flagged = ingest_writes.ga4_flagged_days(con, table, first_replaced, end)
             meta = table_metadata(
                 con,
                 "raw",
@@ -204,11 +199,11 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
         for entry in log_entries:
             if entry.get("request") != spec.name or not entry.get("start_date"):
                 continue
-            window_days = loading.days(
+            window_days = ingest_writes.days(
                 dt.date.fromisoformat(str(entry["start_date"])[:10]),
                 dt.date.fromisoformat(str(entry["end_date"])[:10]),
             )
-            for flag in loading.GA4_FLAGS:
+            for flag in ingest_writes.GA4_FLAGS:
                 if entry.get(flag) and not any(f == flag and d in window_days for d, f in flagged):
                     flagged += [(d, flag) for d in window_days]
         thresholded = sorted({str(d) for d, flag in flagged if flag == "subject_to_thresholding"})
@@ -271,7 +266,7 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
             load_model_config()
             portal = hubspot.portal()
             with warehouse.connect() as con:
-                first_sync = not loading.hubspot_has_rows(con, table, portal)
+                first_sync = not ingest_writes.hubspot_has_rows(con, table, portal)
                 data_cursor = None if first_sync else hubspot_data_cursor(con, table, portal)
             since = hubspot_since(since, data_cursor, first_sync)
             mode = "full" if first_sync else "incremental"
@@ -295,7 +290,7 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
                     con, object_type, portal, pages(), mode, partition_key=partition_label(context)
                 )
                 log_entries = list(client.request_log)
-                loading.append_request_log(con, log_entries, run_id=context.run.run_id)
+                ingest_writes.append_request_log(con, log_entries, run_id=context.run.run_id)
                 meta = table_metadata(
                     con,
                     "raw",
@@ -391,7 +386,7 @@ def build_hubspot_reference_asset(kind: str) -> dg.AssetsDefinition:
         with warehouse.connect() as con:
             for object_type, batch in zip(object_types, batches, strict=True):
                 raw_load.replace_hubspot_metadata(con, kind, portal, [batch], object_type=object_type)
-            loading.append_request_log(con, log_entries, run_id=context.run.run_id)
+            ingest_writes.append_request_log(con, log_entries, run_id=context.run.run_id)
             meta = table_metadata(
                 con, "raw", table, data_source=hubspot.data_source(), extra=request_metadata(log_entries)
             )
@@ -429,7 +424,7 @@ def request_log(
     with warehouse.connect() as con:
         if not table_exists(con, "raw", "request_log"):
             raise dg.Failure(description="raw.request_log does not exist: run the ingest assets first")
-        this_run = loading.request_log_entries(con, context.run.run_id)
+        this_run = ingest_writes.request_log_entries(con, context.run.run_id)
         meta = table_metadata(
             con,
             "raw",

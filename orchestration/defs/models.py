@@ -4,7 +4,7 @@ One run builds every table in one transaction. By default the build is increment
 and HubSpot records loaded since the last build are rebuilt, and a changed catalog, mapping, time
 zone or model SQL turns it into a full build by itself (transforms.build). `full_rebuild: true` in
 the run config (the `rebuild_models` job sets it) rebuilds everything. Lineage comes from the SQL
-files (see orchestration/model.py).
+files (see orchestration/model_lineage.py).
 """
 
 import datetime as dt
@@ -15,18 +15,13 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
-from orchestration import model
+from orchestration import model_lineage
+from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
 from orchestration.defs.ingest import INGEST_ASSETS
-from orchestration.model import ModelTable
-from orchestration.resources import (
-    PROJECT_ROOT,
-    Ga4Resource,
-    HubSpotResource,
-    WarehouseResource,
-    data_source_label,
-)
-from orchestration.settings import DUCKDB_POOL, OWNERS, load_settings
+from orchestration.model_lineage import ModelTable
+from orchestration.settings import DUCKDB_POOL, OWNERS, PROJECT_ROOT, load_settings
 from orchestration.table_meta import columns, ident, qualified, row_count, table_exists, table_metadata
+from orchestration.warehouse import WarehouseResource
 from transforms.catalog import ConfigError
 
 MODEL_KINDS = {"duckdb", "sql"}
@@ -39,7 +34,7 @@ MART_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 
-_MODEL_KEYS = {t.key for t in model.model_tables()}
+_MODEL_KEYS = {t.key for t in model_lineage.model_tables()}
 
 
 def _dep_keys(table: ModelTable) -> list[dg.AssetKey]:
@@ -83,7 +78,7 @@ class ModelBuildConfig(dg.Config):
 
 @dg.multi_asset(
     name="warehouse_model",
-    specs=[model_spec(t) for t in model.model_tables()],
+    specs=[model_spec(t) for t in model_lineage.model_tables()],
     pool=DUCKDB_POOL,
     can_subset=False,
     description=(
@@ -103,7 +98,7 @@ def warehouse_model(
         context.log.warning("SANDBOX MODE: staging and marts are built from synthetic sandbox data")
     try:
         with warehouse.connect() as con:
-            result = model.build_models(con, dates=None if config.full_rebuild else "changed")
+            result = model_lineage.build_models(con, dates=None if config.full_rebuild else "changed")
             context.log.info(f"{result.mode} build ({result.reason}) in {sum(result.seconds.values()):.2f}s")
             metadata = {
                 t: table_metadata(
@@ -116,7 +111,7 @@ def warehouse_model(
                         "build_seconds": dg.MetadataValue.float(round(result.seconds.get(t.fqn, 0.0), 4)),
                     },
                 )
-                for t in model.model_tables()
+                for t in model_lineage.model_tables()
             }
     except ConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
@@ -384,4 +379,4 @@ def checks_for(table: ModelTable) -> list[dg.AssetChecksDefinition]:
     return checks
 
 
-MODEL_CHECKS = [check for t in model.model_tables() for check in checks_for(t)]
+MODEL_CHECKS = [check for t in model_lineage.model_tables() for check in checks_for(t)]

@@ -2,11 +2,12 @@
 
 import dagster as dg
 
+from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
 from orchestration.defs.experiments import READOUT_KEY
 from orchestration.defs.ingest import INGEST_ASSETS
-from orchestration.model import MART_KEYS
-from orchestration.resources import Ga4Resource, HubSpotResource, WarehouseResource, data_source_label
+from orchestration.model_lineage import MART_KEYS
 from orchestration.settings import DUCKDB_POOL, OWNERS
+from orchestration.warehouse import WarehouseResource
 
 PUBLISH_KEY = dg.AssetKey(["publish", "analyst_duckdb"])
 # Every ingest asset too, not only the ones a model reads (no model reads raw.hubspot_companies): a run

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.resources import build_resources
+from orchestration.connections import build_resources
 
 
 @dg.definitions

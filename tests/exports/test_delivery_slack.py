@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
+from orchestration.connections import SandboxGa4Resource, SandboxHubSpotResource
 from orchestration.defs.exports.assets import (
     EXPORT_KEY,
     export_cron,
@@ -20,12 +21,8 @@ from orchestration.defs.exports.assets import (
 )
 from orchestration.exports.delivery import DeliverySettings, SlackSettings, post_slack
 from orchestration.exports.report import MARTS
-from orchestration.resources import (
-    SandboxGa4Resource,
-    SandboxHubSpotResource,
-    StepwiseConfigError,
-    WarehouseResource,
-)
+from orchestration.settings import StepwiseConfigError
+from orchestration.warehouse import WarehouseResource
 
 HOOK_PATH = "/services/T000TEST/B000TEST/abcdefSECRETwebhookpath"
 

@@ -85,7 +85,7 @@ def stepwise_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StepwiseE
     try:
         yield StepwiseEnv(root, settings)
     finally:
-        from orchestration.resources import stop_sandboxes
+        from orchestration.connections import stop_sandboxes
 
         stop_sandboxes()
         for name, value in saved.items():
@@ -117,7 +117,7 @@ def instance(stepwise_env: StepwiseEnv) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def sandbox(stepwise_env: StepwiseEnv) -> Any:
-    from orchestration.resources import get_sandbox
+    from orchestration.connections import get_sandbox
 
     return get_sandbox()
 

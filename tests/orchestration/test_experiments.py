@@ -50,13 +50,13 @@ class _Env:
 def _materialize(instance: Any, *, select_readout: bool = True) -> Any:
     import dagster as dg
 
+    from orchestration.connections import build_resources
     from orchestration.defs.experiments import (
         READOUT_CHECKS,
         experiment_readout,
         ga4_experiments,
         no_sample_ratio_mismatch,
     )
-    from orchestration.resources import build_resources
 
     assets = (
         [ga4_experiments, experiment_readout, no_sample_ratio_mismatch, *READOUT_CHECKS]
@@ -122,7 +122,7 @@ def test_users_are_exposed_users_over_the_window_as_in_the_store(readout) -> Non
     """users = distinct visitors exposed in the window (not user-days); converters = those of them who fired
     the event from their exposure day on: recomputed from the store's truth tables with independent SQL."""
     seed, _result, rows = readout
-    from orchestration.resources import get_sandbox
+    from orchestration.connections import get_sandbox
 
     with _Env(_env(Path("unused"), seed)):  # the sandbox is keyed by its store settings, not by paths
         store = get_sandbox().store
@@ -164,7 +164,7 @@ def test_bad_experiments_file_stops_before_any_api_call(stepwise_env, instance, 
         "    control: control\n    start_date: 2026-09-01\n    micro: [add_to_cart]\n    macro: [purchase]\n",
         encoding="utf-8",
     )
-    from orchestration.resources import get_sandbox
+    from orchestration.connections import get_sandbox
 
     with _Env(
         {

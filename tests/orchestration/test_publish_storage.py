@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.resources import (
+from orchestration.warehouse import (
     ANALYST_STORAGE_VERSION,
     WarehouseResource,
     _catalog,
@@ -139,7 +139,7 @@ def test_a_leftover_temporary_file_from_a_killed_publish_is_replaced(tmp_path: P
 
 
 def test_nothing_to_publish_is_a_config_error(tmp_path: Path) -> None:
-    from orchestration.resources import StepwiseConfigError
+    from orchestration.settings import StepwiseConfigError
 
     warehouse = WarehouseResource(
         working_path=str(tmp_path / "none.duckdb"), analyst_path=str(tmp_path / "a.duckdb")

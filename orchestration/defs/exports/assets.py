@@ -11,6 +11,7 @@ import os
 
 import dagster as dg
 
+from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
 from orchestration.exports.delivery import (
     HEADLINE_FIELDS,
     DeliveryOutcome,
@@ -19,14 +20,8 @@ from orchestration.exports.delivery import (
 )
 from orchestration.exports.report import ExportResult, run_export
 from orchestration.exports.safe_text import markdown_text
-from orchestration.resources import (
-    Ga4Resource,
-    HubSpotResource,
-    WarehouseResource,
-    data_source_label,
-    resolve_path,
-)
-from orchestration.settings import OWNERS, load_settings, start_date, time_zone
+from orchestration.settings import OWNERS, load_settings, resolve_path, start_date, time_zone
+from orchestration.warehouse import WarehouseResource
 
 try:
     from orchestration.defs.publish import PUBLISH_KEY
