@@ -67,7 +67,7 @@ sql:
 	@$(UV) tool run --quiet --from "duckdb-cli==$(DUCKDB_CLI_VERSION)" duckdb -readonly "$(ANALYST_DB)"
 
 lint: env
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy connectors transforms orchestration
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy connectors transforms reporting orchestration
 
 clean:
 	rm -rf data .dagster_home .pytest_cache .ruff_cache .mypy_cache

@@ -3,8 +3,9 @@
 `load_settings()` reads the environment once and returns a frozen `StepwiseSettings`, or raises one
 `StepwiseConfigError` naming each bad variable, its value (secrets hidden, long values cut) and the
 accepted form. Numbers and ids accept ASCII digits only: `²` or full-width digits are refused, not
-read as numbers. Nothing else in `connectors/`, `transforms/` or `orchestration/` reads `os.environ`
-(the sandbox's own command line, `python -m connectors.sandbox`, is the one exception).
+read as numbers. Nothing else in `connectors/`, `transforms/`, `reporting/` or `orchestration/` reads
+`os.environ` (the sandbox's own command line, `python -m connectors.sandbox`, is the one exception):
+reporting gets its settings passed in (`StepwiseSettings.delivery`, `crm_cohort_lag_days`).
 
 When it runs: at code-location load (the partitions and schedules are built from it), at the start
 of every run (the warehouse resource's setup, before any step writes), and at the start of
@@ -398,7 +399,7 @@ class StepwiseSettings(BaseModel):
     slack_webhook_url: str | None = Field(default=None, repr=False)
     dagster_home: str
     ui_port: int
-    # Cross-field delivery settings (orchestration.exports.delivery.DeliverySettings), built from the
+    # Cross-field delivery settings (reporting.delivery.DeliverySettings), built from the
     # variables above by the delivery module's own rules.
     delivery: Any = Field(default=None, repr=False)
 
@@ -466,7 +467,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> StepwiseSettings:
         cross = _cross_checks(values)
         problems.extend(cross)
     if not problems:
-        from orchestration.exports.delivery import DeliveryConfigError, DeliverySettings
+        from reporting.delivery import DeliveryConfigError, DeliverySettings
 
         try:
             values["delivery"] = DeliverySettings.from_env(env)

@@ -10,12 +10,12 @@ configured channel took it; with no channel configured nothing is sent and nothi
 import dagster as dg
 
 from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
-from orchestration.exports.alerts import deliver_alerts, open_anomalies, pending_alerts
-from orchestration.exports.delivery import DeliveryConfigError, DeliverySettings
-from orchestration.exports.safe_text import markdown_text
-from orchestration.settings import DUCKDB_POOL, OWNERS, alert_lookback_days
+from orchestration.settings import DUCKDB_POOL, OWNERS, StepwiseConfigError, load_settings
 from orchestration.table_meta import table_exists
 from orchestration.warehouse import WarehouseResource
+from reporting.alerts import deliver_alerts, open_anomalies, pending_alerts
+from reporting.delivery import DeliverySettings
+from reporting.safe_text import markdown_text
 from transforms.anomalies import mark_delivered
 
 ANOMALIES_KEY = dg.AssetKey(["marts", "conversion_anomalies"])
@@ -65,10 +65,11 @@ def conversion_anomaly_alerts(
     hubspot: HubSpotResource,
 ):
     try:
-        settings = DeliverySettings.from_env()
-    except DeliveryConfigError as exc:
+        loaded = load_settings()
+    except StepwiseConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    lookback = alert_lookback_days()
+    settings: DeliverySettings = loaded.delivery
+    lookback = loaded.alert_lookback_days
     sandbox = data_source_label(ga4, hubspot) == "sandbox"
     with warehouse.connect(read_only=True) as con:
         pending = pending_alerts(con, lookback) if table_exists(con, "marts", "conversion_anomalies") else []

@@ -463,7 +463,7 @@ def fixture_marts(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def fixture_export(fixture_marts, tmp_path_factory):
-    from orchestration.exports import run_export
+    from reporting import run_export
 
     return run_export(fixture_marts, tmp_path_factory.mktemp("exports"), period_end=PERIOD_END, sandbox=True)
 
@@ -539,7 +539,7 @@ def pipeline_marts(tmp_path_factory) -> PipelineMarts:
 
 @pytest.fixture(scope="session")
 def pipeline_export(pipeline_marts, tmp_path_factory):
-    from orchestration.exports import run_export
+    from reporting import run_export
 
     return run_export(pipeline_marts.path, tmp_path_factory.mktemp("pipeline_exports"), period_end=PERIOD_END)
 

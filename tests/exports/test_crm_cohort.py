@@ -9,15 +9,17 @@ import shutil
 import duckdb
 import pytest
 
-from orchestration.exports import ExportError, Period, run_export
-from orchestration.exports.report import CRM_LAG_ENV, crm_cohort_lag, crm_cohort_window
+from orchestration.settings import load_settings
+from reporting import ExportError, Period, run_export
+from reporting.report import CRM_LAG_ENV, crm_cohort_lag, crm_cohort_window
 
 WEEK = Period(dt.date(2026, 11, 16), dt.date(2026, 11, 22))
 
 
-def test_the_lag_setting_moves_the_window_and_the_finding(fixture_marts, tmp_path, monkeypatch, browser):
-    monkeypatch.setenv(CRM_LAG_ENV, "14")
-    result = run_export(fixture_marts, tmp_path, period_end=WEEK.end, sandbox=True)
+def test_the_lag_setting_moves_the_window_and_the_finding(fixture_marts, tmp_path, browser):
+    # The export asset passes the STEPWISE_CRM_COHORT_LAG_DAYS setting in (orchestration reads settings).
+    lag = load_settings({CRM_LAG_ENV: "14"}).crm_cohort_lag_days
+    result = run_export(fixture_marts, tmp_path, period_end=WEEK.end, sandbox=True, crm_cohort_lag_days=lag)
     page = browser.parse_dom(result.report_path.read_text(encoding="utf-8"))
     fig = page.find("figure", data_funnel="lead")
     # 28 creation days ending 14 days before Sunday 22 Nov.
@@ -26,7 +28,7 @@ def test_the_lag_setting_moves_the_window_and_the_finding(fixture_marts, tmp_pat
     assert f"set by {CRM_LAG_ENV}" in page.find("p", data_funnel_basis="lead").text
     crm = [f for f in result.headline["findings"] if "lead funnel" in f]
     assert len(crm) == 1 and "12 Oct – 8 Nov 2026" in crm[0] and "at least 14 days old" in crm[0]
-    # An argument wins over the environment.
+    # Another setting, another window.
     argued = run_export(
         fixture_marts, tmp_path / "arg", period_end=WEEK.end, sandbox=True, crm_cohort_lag_days=21
     )
@@ -34,10 +36,11 @@ def test_the_lag_setting_moves_the_window_and_the_finding(fixture_marts, tmp_pat
 
 
 @pytest.mark.parametrize("value", ["abc", "-3", "2.5"])
-def test_a_bad_lag_setting_fails_before_anything_is_written(fixture_marts, tmp_path, monkeypatch, value):
-    monkeypatch.setenv(CRM_LAG_ENV, value)
+def test_a_bad_lag_setting_fails_before_anything_is_written(fixture_marts, tmp_path, value):
     with pytest.raises(ExportError, match=CRM_LAG_ENV) as err:
-        run_export(fixture_marts, tmp_path / "out", period_end=WEEK.end, sandbox=True)
+        run_export(
+            fixture_marts, tmp_path / "out", period_end=WEEK.end, sandbox=True, crm_cohort_lag_days=value
+        )
     assert "whole number" in str(err.value)
     assert not (tmp_path / "out").exists()
 

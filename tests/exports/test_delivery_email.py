@@ -16,7 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from orchestration.exports.delivery import DeliveryConfigError, DeliverySettings, send_email
+from reporting.delivery import DeliveryConfigError, DeliverySettings, send_email
 
 
 def free_port() -> int:

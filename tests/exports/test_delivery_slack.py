@@ -19,10 +19,10 @@ from orchestration.defs.exports.assets import (
     weekly_summary,
     weekly_summary_schedule,
 )
-from orchestration.exports.delivery import DeliverySettings, SlackSettings, post_slack
-from orchestration.exports.report import MARTS
 from orchestration.settings import StepwiseConfigError
 from orchestration.warehouse import WarehouseResource
+from reporting.delivery import DeliverySettings, SlackSettings, post_slack
+from reporting.report import MARTS
 
 HOOK_PATH = "/services/T000TEST/B000TEST/abcdefSECRETwebhookpath"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.exports import folder_swap, run_export
+from reporting import folder_swap, run_export
 
 REPO = Path(__file__).resolve().parents[2]
 PERIOD_END = dt.date(2026, 11, 22)
@@ -46,7 +46,7 @@ def crash_in_child(out_dir: Path, marker: str, at_step: str) -> subprocess.Compl
         import importlib.util, os, sys
         from pathlib import Path
         # Only the module under test (not the whole export package): a quick child process.
-        spec = importlib.util.spec_from_file_location("folder_swap", {str(REPO / "orchestration/exports/folder_swap.py")!r})
+        spec = importlib.util.spec_from_file_location("folder_swap", {str(REPO / "reporting/folder_swap.py")!r})
         folder_swap = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(folder_swap)
         out_dir = Path({str(out_dir)!r})
@@ -159,7 +159,7 @@ def test_a_crash_while_writing_the_export_keeps_the_previous_week(fixture_marts,
     script = textwrap.dedent(
         f"""
         import datetime as dt, os
-        from orchestration.exports import folder_swap, run_export
+        from reporting import folder_swap, run_export
 
         def die(*args, **kwargs):
             os._exit(9)  # killed after every file is written, before the flip

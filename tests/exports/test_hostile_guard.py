@@ -20,10 +20,10 @@ from aiosmtpd.controller import Controller
 
 from orchestration.connections import Ga4Resource, HubSpotResource
 from orchestration.defs.exports.assets import weekly_summary
-from orchestration.exports import PersonalDataError, report, run_export
-from orchestration.exports.delivery import DeliverySettings, send_email
-from orchestration.exports.personal_data import REDACTED
 from orchestration.warehouse import WarehouseResource
+from reporting import PersonalDataError, report, run_export
+from reporting.delivery import DeliverySettings, send_email
+from reporting.personal_data import REDACTED
 
 PERIOD_END = dt.date(2026, 11, 22)
 EMAIL_CAMPAIGN = "x.y@example.com"

@@ -17,10 +17,10 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from orchestration.exports import run_export
-from orchestration.exports.csv_safe import neutralise
-from orchestration.exports.delivery import DeliverySettings, SlackSettings, post_slack
-from orchestration.exports.safe_text import defang_urls, markdown_text, slack_link, slack_text
+from reporting import run_export
+from reporting.csv_safe import neutralise
+from reporting.delivery import DeliverySettings, SlackSettings, post_slack
+from reporting.safe_text import defang_urls, markdown_text, slack_link, slack_text
 
 PERIOD_END = dt.date(2026, 11, 22)
 SLACK_MARKUP = "<!channel> please <https://evil.example/login|re-verify your account>"
@@ -210,8 +210,8 @@ def test_the_sandbox_hostile_values_are_neutralised_in_the_real_pipeline_export(
     """Through the sandbox: the store's hostile values (CONTRACTS §5) went through GA4/HubSpot, the marts
     and the export; the CSV holds them as text, the e-mail-shaped one is redacted, nothing is markup."""
     from connectors.sandbox import store_hostile as h
-    from orchestration.exports.delivery import slack_payload
-    from orchestration.exports.personal_data import REDACTED
+    from reporting.delivery import slack_payload
+    from reporting.personal_data import REDACTED
 
     with (pipeline_export.out_dir / "segment_summary.csv").open(newline="", encoding="utf-8") as f:
         values = {(r["segment_dimension"], r["segment_value"]) for r in csv.DictReader(f)}

@@ -9,7 +9,7 @@ import shutil
 import duckdb
 import pytest
 
-from orchestration.exports import ExportError, Period, default_period, run_export
+from reporting import ExportError, Period, default_period, run_export
 
 
 def test_labels_are_iso_weeks_or_date_ranges():

@@ -10,8 +10,8 @@ import shutil
 import duckdb
 import pyarrow.parquet as pq
 
-from orchestration.exports import run_export
-from orchestration.exports.report import MARTS
+from reporting import run_export
+from reporting.report import MARTS
 
 PERIOD_END = dt.date(2026, 11, 22)
 PERSONAL_COLUMN = re.compile(r"(^id$|contact_id|email|phone|firstname|lastname|^name$)", re.I)

@@ -95,7 +95,7 @@ def test_experiments_section_equals_the_mart(rendered, marts: duckdb.DuckDBPyCon
 def test_report_without_the_mart_has_no_experiments_section(tmp_path, fixture_marts) -> None:
     import shutil
 
-    from orchestration.exports import run_export
+    from reporting import run_export
 
     copy = tmp_path / "no-experiments.duckdb"
     shutil.copyfile(fixture_marts, copy)

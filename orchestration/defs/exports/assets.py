@@ -12,16 +12,16 @@ import os
 import dagster as dg
 
 from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
-from orchestration.exports.delivery import (
+from orchestration.settings import OWNERS, load_settings, resolve_path, start_date, time_zone
+from orchestration.warehouse import WarehouseResource
+from reporting.delivery import (
     HEADLINE_FIELDS,
     DeliveryOutcome,
     DeliverySettings,
     deliver,
 )
-from orchestration.exports.report import ExportResult, run_export
-from orchestration.exports.safe_text import markdown_text
-from orchestration.settings import OWNERS, load_settings, resolve_path, start_date, time_zone
-from orchestration.warehouse import WarehouseResource
+from reporting.report import ExportResult, run_export
+from reporting.safe_text import markdown_text
 
 try:
     from orchestration.defs.publish import PUBLISH_KEY
@@ -147,7 +147,8 @@ def weekly_summary(
     hubspot: HubSpotResource,
 ) -> dg.MaterializeResult:
     # Delivery settings are validated first: a bad setting fails before anything is written.
-    settings: DeliverySettings = load_settings().delivery
+    loaded = load_settings()
+    settings: DeliverySettings = loaded.delivery
     week_start = dt.date.fromisoformat(context.partition_key[:10])
     sandbox = True if data_source_label(ga4, hubspot) == "sandbox" else None
     result = run_export(
@@ -156,6 +157,7 @@ def weekly_summary(
         period_end=week_start + dt.timedelta(days=6),
         period_days=7,
         sandbox=sandbox,
+        crm_cohort_lag_days=loaded.crm_cohort_lag_days,
     )
     context.log.info(
         f"wrote the {result.period_label} summary to {result.out_dir} ({result.data_source} data)"

@@ -1,5 +1,5 @@
 """Conversion anomaly alerts: which anomalies of marts.conversion_anomalies to send, the e-mail and the Slack
-message for them, and their delivery through the report's channels (orchestration/exports/delivery.py).
+message for them, and their delivery through the report's channels (reporting/delivery.py).
 
 Same rules as the weekly report: every value that comes from configuration or data is escaped for its
 medium (HTML for the e-mail, Slack mrkdwn for Slack), and a message with anything that looks like an e-mail
@@ -20,15 +20,15 @@ from typing import Any
 
 import duckdb
 
-from orchestration.exports.delivery import (
+from reporting.delivery import (
     DeliveryOutcome,
     DeliverySettings,
     _clip,
     post_slack_payload,
     send_email_message,
 )
-from orchestration.exports.report import EMAIL_PATTERN, PersonalDataError
-from orchestration.exports.safe_text import slack_text
+from reporting.report import EMAIL_PATTERN, PersonalDataError
+from reporting.safe_text import slack_text
 
 ALERT_COLUMNS = (
     "anomaly_id, date, series_type, conversion_name, funnel_name, step_index, denominator_name, observed, "

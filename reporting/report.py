@@ -26,8 +26,8 @@ import duckdb
 import jinja2
 import pyarrow.parquet as pq
 
-from orchestration.exports import charts, csv_safe, folder_swap, personal_data, section_alerts
-from orchestration.exports.section_experiments import experiments_section
+from reporting import charts, csv_safe, folder_swap, personal_data, section_alerts
+from reporting.section_experiments import experiments_section
 from transforms.build import MART_TABLES
 
 # The analyst-facing marts, as the transforms build them.
@@ -476,12 +476,6 @@ def cohort_funnels(con: duckdb.DuckDBPyConnection) -> set[str]:
         r[0]
         for r in con.execute(f"SELECT DISTINCT funnel_name FROM marts.funnel_daily WHERE {where}").fetchall()
     }
-
-
-def _lag_from_environment() -> str | None:
-    from orchestration.settings import environ
-
-    return environ().get(CRM_LAG_ENV)
 
 
 def _lag_setting(value: int | str | None) -> int | None:
@@ -1383,19 +1377,18 @@ def build_summary(
     out_dir: Path | str,
     *,
     sandbox: bool,
-    crm_cohort_lag_days: int | None = None,
+    crm_cohort_lag_days: int | str | None = None,
     redactions: Sequence[personal_data.Redaction] = (),
 ) -> ExportResult:
     """Write summary.html and CSV/Parquet of the summary marts for one period into `out_dir`.
 
     `con` is a read-only connection to the analyst file. `out_dir` is replaced as a whole.
-    `crm_cohort_lag_days`: how old a contact cohort must be before its CRM funnel is reported (default:
-    `STEPWISE_CRM_COHORT_LAG_DAYS`, else measured from the stage history, else 28).
+    `crm_cohort_lag_days`: how old a contact cohort must be before its CRM funnel is reported (the
+    `STEPWISE_CRM_COHORT_LAG_DAYS` setting, passed in by the export asset; unset: measured from the
+    stage history, else 28).
     """
     period = Period(period_start, period_end)
-    lag_setting = _lag_setting(
-        crm_cohort_lag_days if crm_cohort_lag_days is not None else _lag_from_environment()
-    )
+    lag_setting = _lag_setting(crm_cohort_lag_days)
     out_dir = Path(out_dir)
     check_marts(con)
     catalog_tiers = {
@@ -1518,7 +1511,7 @@ def run_export(
     *,
     period_days: int = 7,
     sandbox: bool | None = None,
-    crm_cohort_lag_days: int | None = None,
+    crm_cohort_lag_days: int | str | None = None,
 ) -> ExportResult:
     """Open the analyst file read-only, pick the period, and write its export under `out_root/<label>/`."""
     analyst_path = Path(analyst_path)
@@ -1528,9 +1521,7 @@ def run_export(
             "(`make demo`), or set STEPWISE_ANALYST_DB to the published file"
         )
     # A bad setting fails before the analyst file is opened.
-    lag_setting = _lag_setting(
-        crm_cohort_lag_days if crm_cohort_lag_days is not None else _lag_from_environment()
-    )
+    lag_setting = _lag_setting(crm_cohort_lag_days)
     if isinstance(period_end, str):
         try:
             period_end = dt.date.fromisoformat(period_end)

@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 from markupsafe import Markup
 
-from orchestration.exports import charts
+from reporting import charts
 
 # Text columns of these marts that the CSV/Parquet export may carry (names of conversions, steps, channels).
 TEXT_COLUMNS: dict[str, tuple[str, ...]] = {

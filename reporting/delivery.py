@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from orchestration.exports.report import ExportResult
-from orchestration.exports.safe_text import slack_escape, slack_link, slack_text
+from reporting.report import ExportResult
+from reporting.safe_text import slack_escape, slack_link, slack_text
 
 log = logging.getLogger("stepwise.exports.delivery")
 
@@ -42,12 +42,6 @@ CONTENT_TYPES = {
 
 class DeliveryConfigError(ValueError):
     """A delivery setting in the environment is unusable; raised before anything is written or sent."""
-
-
-def _environ() -> Mapping[str, str]:
-    from orchestration.settings import environ
-
-    return environ()
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
@@ -86,8 +80,7 @@ class SmtpSettings:
     max_attachment_bytes: int = 15 * 1024 * 1024
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings | None:
-        env = _environ() if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> SmtpSettings | None:
         host = env.get("STEPWISE_SMTP_HOST", "").strip()
         if not host:
             return None
@@ -160,8 +153,7 @@ class SlackSettings:
     timeout: float = 15.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SlackSettings | None:
-        env = _environ() if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> SlackSettings | None:
         url = env.get("STEPWISE_SLACK_WEBHOOK_URL", "").strip()
         if not url:
             return None
@@ -192,8 +184,7 @@ class DeliverySettings:
     report_base_url: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> DeliverySettings:
-        env = _environ() if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> DeliverySettings:
         base = env.get("STEPWISE_EXPORT_BASE_URL", "").strip() or None
         raw_backoff = env.get("STEPWISE_DELIVERY_BACKOFF_SECONDS", "").strip()
         try:
@@ -543,12 +534,11 @@ def post_slack_payload(
 
 def deliver(
     result: ExportResult,
-    settings: DeliverySettings | None = None,
+    settings: DeliverySettings,
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[DeliveryOutcome]:
     """Send the export by every configured channel; an unconfigured channel is skipped silently."""
-    settings = DeliverySettings.from_env() if settings is None else settings
     outcomes = []
     if settings.email is not None:
         outcomes.append(send_email(result, settings, sleep=sleep))

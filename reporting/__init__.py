@@ -1,6 +1,6 @@
 """The scheduled summary export: an HTML report with charts plus CSV/Parquet, and its delivery."""
 
-from orchestration.exports.report import (
+from reporting.report import (
     ExportError,
     ExportResult,
     Period,

@@ -163,7 +163,7 @@ def check_export_columns(table: str, columns: Iterable[str]) -> None:
     if personal:
         raise PersonalColumnError(
             f"refusing to export marts.{table}: column(s) {', '.join(personal)} hold personal data; "
-            "remove them from the export's reviewed columns (orchestration/exports/report.py TEXT_COLUMNS)"
+            "remove them from the export's reviewed columns (reporting/report.py TEXT_COLUMNS)"
         )
 
 
