@@ -27,7 +27,8 @@ from reporting.delivery import (
     post_slack_payload,
     send_email_message,
 )
-from reporting.report import EMAIL_PATTERN, PersonalDataError
+from reporting.errors import PersonalDataError
+from reporting.personal_data import EMAIL_PATTERN
 from reporting.safe_text import slack_text
 
 ALERT_COLUMNS = (

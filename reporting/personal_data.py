@@ -19,8 +19,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 # The same shape the file scan looks for (RE2 and Python `re` read it alike).
 EMAIL_REGEX = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
@@ -163,7 +165,7 @@ def check_export_columns(table: str, columns: Iterable[str]) -> None:
     if personal:
         raise PersonalColumnError(
             f"refusing to export marts.{table}: column(s) {', '.join(personal)} hold personal data; "
-            "remove them from the export's reviewed columns (reporting/report.py TEXT_COLUMNS)"
+            "remove them from the export's reviewed columns (reporting/export_columns.py TEXT_COLUMNS)"
         )
 
 
@@ -185,6 +187,30 @@ def data_quality_note(redactions: list[Redaction]) -> dict[str, str] | None:
     }
 
 
+# --- the last scan of the written files ---------------------------------------------------------
+
+
+def _text_of(path: Path) -> Iterable[str]:
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        yield " ".join(table.column_names)
+        for column in table.columns:
+            if column.type in ("string", "large_string") or str(column.type) in ("string", "large_string"):
+                yield "\n".join(v for v in column.to_pylist() if v is not None)
+    else:
+        yield path.read_text(encoding="utf-8", errors="replace")
+
+
+def find_personal_data(paths: Iterable[Path]) -> list[str]:
+    """E-mail-like strings in the given files (text, HTML, CSV, and Parquet string columns)."""
+    hits = []
+    for path in paths:
+        for text in _text_of(path):
+            for match in EMAIL_PATTERN.finditer(text):
+                hits.append(f"{path.name}: {match.group(0)[:3]}…")
+    return hits
+
+
 __all__ = [
     "EMAIL_PATTERN",
     "EMAIL_REGEX",
@@ -194,6 +220,7 @@ __all__ = [
     "Redaction",
     "check_export_columns",
     "data_quality_note",
+    "find_personal_data",
     "find_redactions",
     "redact_marts",
 ]

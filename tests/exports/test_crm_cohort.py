@@ -11,7 +11,7 @@ import pytest
 
 from orchestration.settings import load_settings
 from reporting import ExportError, Period, run_export
-from reporting.report import CRM_LAG_ENV, crm_cohort_lag, crm_cohort_window
+from reporting.cohort_lag import CRM_LAG_ENV, crm_cohort_lag, crm_cohort_window
 
 WEEK = Period(dt.date(2026, 11, 16), dt.date(2026, 11, 22))
 

@@ -22,7 +22,7 @@ from orchestration.defs.exports.assets import (
 from orchestration.settings import StepwiseConfigError
 from orchestration.warehouse import WarehouseResource
 from reporting.delivery import DeliverySettings, SlackSettings, post_slack
-from reporting.report import MARTS
+from reporting.marts import MARTS
 
 HOOK_PATH = "/services/T000TEST/B000TEST/abcdefSECRETwebhookpath"
 

@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from orchestration.connections import Ga4Resource, HubSpotResource
 from orchestration.defs.exports.assets import weekly_summary
 from orchestration.warehouse import WarehouseResource
-from reporting import PersonalDataError, report, run_export
+from reporting import PersonalDataError, export_columns, report, run_export
 from reporting.delivery import DeliverySettings, send_email
 from reporting.personal_data import REDACTED
 
@@ -175,9 +175,9 @@ def test_a_personal_data_column_still_refuses_the_export(fixture_marts, tmp_path
     con.execute("ALTER TABLE marts.conversions_daily ADD COLUMN contact_email VARCHAR DEFAULT 'someone'")
     con.close()
     # A reviewer adds the column to the exported text columns by mistake: the export refuses, keeps nothing.
-    reviewed = {**report.TEXT_COLUMNS}
+    reviewed = {**export_columns.TEXT_COLUMNS}
     reviewed["conversions_daily"] = (*reviewed["conversions_daily"], "contact_email")
-    monkeypatch.setattr(report, "TEXT_COLUMNS", reviewed)
+    monkeypatch.setattr(export_columns, "TEXT_COLUMNS", reviewed)
     out_root = tmp_path / "exports"
     with pytest.raises(PersonalDataError, match="contact_email hold personal data"):
         run_export(marts, out_root, period_end=PERIOD_END, sandbox=True)

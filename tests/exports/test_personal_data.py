@@ -11,7 +11,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from reporting import run_export
-from reporting.report import MARTS
+from reporting.marts import MARTS
 
 PERIOD_END = dt.date(2026, 11, 22)
 PERSONAL_COLUMN = re.compile(r"(^id$|contact_id|email|phone|firstname|lastname|^name$)", re.I)

@@ -241,7 +241,7 @@ def test_funnel_counts_and_drop_off_equal_the_marts(rendered, marts, source):
 
 
 def test_crm_finding_refers_to_the_matured_cohort_window(rendered, marts, source):
-    from reporting.report import humanise
+    from reporting.wording import humanise
 
     windows = shown_windows(rendered, marts)
     findings = [li.text for li in rendered.by_id("findings").find_all("li")]

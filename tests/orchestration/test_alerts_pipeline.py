@@ -28,7 +28,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from connectors.sandbox.store_anomalies import plant_dates
-from reporting.report import EMAIL_PATTERN
+from reporting.personal_data import EMAIL_PATTERN
 
 # Two real pipeline runs over 8 weeks of 2,000 sessions a day: minutes on a quiet machine, more on a busy one.
 pytestmark = pytest.mark.timeout(2400)
