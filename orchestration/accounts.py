@@ -382,7 +382,7 @@ def parse_accounts(doc: Any, path: str) -> Accounts:
 
 # --- what the settings configure -------------------------------------------------------------------
 
-SANDBOX_PROPERTY_ID = "123456789"  # the built-in sandbox's property (orchestration/resources.py)
+SANDBOX_PROPERTY_ID = "123456789"  # the built-in sandbox's property (orchestration/connections.py)
 
 
 def configured_accounts(settings: Any = None) -> Accounts:
