@@ -1,13 +1,12 @@
 """The warehouse model as Dagster sees it: one asset per model of `transforms.build` (one SQL file
-each), with the inputs its SQL reads (every `raw.x`, `staging.x` or `marts.x` it mentions), so a new
-SQL file is a new asset with its lineage and the UI graph is the model's graph. The runner builds all
-of them in one transaction.
+each), with the inputs its contract declares (transforms.model_contracts checks them against what the SQL
+reads), so a new SQL file is a new asset with its lineage and the UI graph is the model's graph. The
+runner builds all of them in one transaction.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,6 @@ from transforms.build import MART_TABLES
 # The analyst-facing tables of DESIGN.md (names fixed), as the transforms build them.
 DESIGN_MARTS = MART_TABLES
 LAYERS = ("staging", "marts")
-_TABLE_REF = re.compile(r"\b(raw|staging|marts)\s*\.\s*\"?([a-z_][a-z0-9_]*)\"?", re.IGNORECASE)
-_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -44,21 +41,19 @@ class ModelTable:
 
 @functools.cache
 def model_tables() -> tuple[ModelTable, ...]:
-    """The runner's models in build order, with the inputs their SQL reads."""
+    """The runner's models in build order, with the inputs their contracts declare."""
     from transforms.build import MODELS
 
     found: list[ModelTable] = []
     for m in MODELS:
-        code = _COMMENT.sub(" ", m.select_sql)
-        inputs = sorted({f"{s.lower()}.{t.lower()}" for s, t in _TABLE_REF.findall(code)} - {m.qualified})
         found.append(
             ModelTable(
                 m.schema,
                 m.name,
                 Path(m.path),
-                tuple(inputs),
+                tuple(sorted(m.inputs)),
                 m.table_comment,
-                extra={"partition": m.partition},
+                extra={"write": m.write, "contract": m},
             )
         )
     return tuple(found)

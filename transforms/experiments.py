@@ -17,10 +17,11 @@ import numpy as np
 import pyarrow as pa
 
 from transforms import stats_sequential as seq
-from transforms.build import _apply_comments, _parse_model
 from transforms.catalog import Catalog
 from transforms.experiments_config import ExperimentsConfig
+from transforms.model_contracts import parse_model
 from transforms.stats import wilson_interval
+from transforms.write_strategies import apply_comments
 
 __all__ = [
     "RAW_TABLE",
@@ -252,7 +253,7 @@ def build_experiment_readout(
     con: duckdb.DuckDBPyConnection, config: ExperimentsConfig, catalog: Catalog
 ) -> int:
     """(Re)build marts.experiment_readout from raw.ga4_experiments; returns its row count."""
-    model = _parse_model(READOUT_SQL)
+    model = parse_model(READOUT_SQL)
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     con.execute(RAW_DDL)
@@ -288,7 +289,7 @@ def build_experiment_readout(
         con.register("sw_readout_rows", table)
         con.execute(f"CREATE OR REPLACE TABLE {model.qualified} AS SELECT * FROM sw_readout_rows")
         con.unregister("sw_readout_rows")
-        _apply_comments(con, model)
+        apply_comments(con, model)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

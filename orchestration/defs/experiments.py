@@ -33,10 +33,16 @@ from orchestration.table_meta import table_exists, table_metadata
 from orchestration.warehouse import WarehouseResource
 from transforms import experiments as experiments_mart
 from transforms.experiments_config import DEFAULT_EXPERIMENTS_PATH, ExperimentsConfig, load_experiments
+from transforms.model_contracts import parse_model
 
 RAW_KEY = dg.AssetKey(["raw", "ga4_experiments"])
 READOUT_KEY = dg.AssetKey(["marts", "experiment_readout"])
-READOUT_TABLE = ModelTable("marts", "experiment_readout", experiments_mart.READOUT_SQL)
+READOUT_TABLE = ModelTable(
+    "marts",
+    "experiment_readout",
+    experiments_mart.READOUT_SQL,
+    extra={"contract": parse_model(experiments_mart.READOUT_SQL)},
+)
 
 
 def load_experiments_config() -> tuple[Any, ExperimentsConfig]:

@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterator
 
 import dagster as dg
-import duckdb
 from pydantic import Field
 
 from orchestration import model_lineage
@@ -23,6 +22,7 @@ from orchestration.settings import DUCKDB_POOL, OWNERS, PROJECT_ROOT, load_setti
 from orchestration.table_meta import columns, ident, qualified, row_count, table_exists, table_metadata
 from orchestration.warehouse import WarehouseResource
 from transforms.catalog import ConfigError
+from transforms.model_contracts import Model
 
 MODEL_KINDS = {"duckdb", "sql"}
 _INGEST_KEYS = {a.key for a in INGEST_ASSETS}
@@ -64,7 +64,7 @@ def model_spec(table: ModelTable) -> dg.AssetSpec:
             "sql_file": dg.MetadataValue.path(
                 str(table.sql_path.relative_to(PROJECT_ROOT)) if table.sql_path else ""
             ),
-            "build_partition": table.extra.get("partition", ""),
+            "write_strategy": table.extra.get("write", ""),
         },
     )
 
@@ -143,16 +143,17 @@ def _is_measure(dtype: str) -> bool:
     return upper.startswith(NUMERIC_TYPES) or upper.startswith("DECIMAL") or upper == "BOOLEAN"
 
 
-def key_columns(con: duckdb.DuckDBPyConnection, table: ModelTable) -> list[str]:
-    """The grain: every dimension column (not a measure, not load metadata).
+def contract(table: ModelTable) -> Model:
+    """The table's model contract (transforms.model_contracts): its key, not-null and accepted values."""
+    found = table.extra.get("contract")
+    if not isinstance(found, Model):
+        raise TypeError(f"{table.fqn} has no model contract")
+    return found
 
-    Measures are numbers and flags; what is left (dates, names, ids, labels) must identify a row.
-    """
-    return [
-        name
-        for name, dtype, _ in columns(con, table.layer, table.name)
-        if not name.startswith("_") and not _is_measure(dtype)
-    ]
+
+def key_columns(table: ModelTable) -> list[str]:
+    """The grain: the key its contract declares."""
+    return list(contract(table).key)
 
 
 def _missing(table: ModelTable) -> dg.AssetCheckResult:
@@ -183,15 +184,13 @@ def build_unique_keys_check(table: ModelTable) -> dg.AssetChecksDefinition:
         name="unique_keys",
         blocking=table.layer == "marts",
         pool=DUCKDB_POOL,
-        description=f"No two rows of {table.fqn} share their grain (every non-measure column).",
+        description=f"No two rows of {table.fqn} share its key ({', '.join(key_columns(table))}), from its contract.",
     )
     def unique_keys(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect(read_only=True) as con:
             if not table_exists(con, table.layer, table.name):
                 return _missing(table)
-            keys = key_columns(con, table)
-            if not keys:
-                return dg.AssetCheckResult(passed=False, description=f"{table.fqn} has no key columns")
+            keys = key_columns(table)
             key_list = ", ".join(ident(k) for k in keys)
             duplicates, example = con.execute(
                 f"SELECT count(*), any_value(k) FROM (SELECT CAST(struct_pack({key_list}) AS VARCHAR) AS k "
@@ -207,6 +206,68 @@ def build_unique_keys_check(table: ModelTable) -> dg.AssetChecksDefinition:
         )
 
     return unique_keys
+
+
+def build_not_null_check(table: ModelTable) -> dg.AssetChecksDefinition:
+    names = contract(table).not_null
+
+    @dg.asset_check(
+        asset=table.key,
+        name="not_null",
+        blocking=False,
+        pool=DUCKDB_POOL,
+        description=f"The columns {table.fqn}'s contract declares NOT NULL hold no NULL: {', '.join(names)}.",
+    )
+    def not_null(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect(read_only=True) as con:
+            if not table_exists(con, table.layer, table.name):
+                return _missing(table)
+            counts = con.execute(
+                "SELECT "
+                + ", ".join(f"count(*) FILTER (WHERE {ident(n)} IS NULL)" for n in names)
+                + f" FROM {qualified(table.layer, table.name)}"
+            ).fetchall()[0]
+        bad = {n: int(c) for n, c in zip(names, counts, strict=True) if c}
+        return dg.AssetCheckResult(
+            passed=not bad,
+            metadata={"columns": dg.MetadataValue.json(names), "null_rows": dg.MetadataValue.json(bad)},
+            description=None if not bad else f"NULLs in NOT NULL columns: {bad}",
+        )
+
+    return not_null
+
+
+def build_accepted_values_check(table: ModelTable) -> dg.AssetChecksDefinition:
+    accepted = contract(table).accepted_values
+
+    @dg.asset_check(
+        asset=table.key,
+        name="accepted_values",
+        blocking=False,
+        pool=DUCKDB_POOL,
+        description=f"Columns of {table.fqn} hold only the values its contract accepts: "
+        + "; ".join(f"{c}: {' | '.join(v)}" for c, v in accepted.items()),
+    )
+    def accepted_values(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        unexpected: dict[str, list[str]] = {}
+        with warehouse.connect(read_only=True) as con:
+            if not table_exists(con, table.layer, table.name):
+                return _missing(table)
+            for column, values in accepted.items():
+                found = con.execute(
+                    f"SELECT DISTINCT CAST({ident(column)} AS VARCHAR) AS v FROM {qualified(table.layer, table.name)} "
+                    f"WHERE {ident(column)} IS NOT NULL AND v NOT IN (SELECT unnest(?::VARCHAR[])) ORDER BY 1 LIMIT 10",
+                    [list(values)],
+                ).fetchall()
+                if found:
+                    unexpected[column] = [r[0] for r in found]
+        return dg.AssetCheckResult(
+            passed=not unexpected,
+            metadata={"unexpected_values": dg.MetadataValue.json(unexpected)},
+            description=None if not unexpected else f"values outside the contract: {unexpected}",
+        )
+
+    return accepted_values
 
 
 RATE_EPSILON = 1e-9  # floating-point noise of interval formulas, not a real excursion
@@ -374,6 +435,10 @@ def checks_for(table: ModelTable) -> list[dg.AssetChecksDefinition]:
     checks = [build_unique_keys_check(table)]
     if table.fqn not in MAY_BE_EMPTY:
         checks.insert(0, build_not_empty_check(table))
+    if contract(table).not_null:
+        checks.append(build_not_null_check(table))
+    if contract(table).accepted_values:
+        checks.append(build_accepted_values_check(table))
     if table.layer == "marts":
         checks.append(build_rates_check(table))
     return checks

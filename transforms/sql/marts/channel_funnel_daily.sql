@@ -1,22 +1,25 @@
 -- model: marts.channel_funnel_daily
--- partition: date_all
+-- write: replace_dates_and_crm_dates
+-- grain: one row per date x channel
+-- key: date, channel
+-- inputs: marts.conversions_daily, marts.web_sessions_daily, staging.ga4_events, staging.hubspot_contact_stage_events, staging.hubspot_contacts, staging.hubspot_deals, staging.hubspot_merges
 -- table: Web to CRM per day and channel: GA4 sessions, micro conversions and leads next to the HubSpot contacts created from them and their progress (lifecycle stages entered that day, deals won that day). HubSpot records are put on the channel their original source maps to (channel mapping file) and on the date of the event in the GA4 property's reporting time zone. Lifecycle columns use HubSpot's standard stage values (lead, marketingqualifiedlead, salesqualifiedlead, opportunity, customer).
--- column date: Date (property-local).
--- column channel: GA4 default channel group.
--- column sessions: GA4 sessions (all properties).
--- column engaged_sessions: GA4 engaged sessions.
--- column micro_conversions: GA4 micro conversion events of the catalog (all micro conversions added up; an event count, not people).
--- column leads: GA4 lead events (the generate_lead event; the lead event name is a build setting).
--- column web_macro_conversions: GA4 macro conversion events of the catalog (e.g. purchases).
--- column web_revenue: Value of the GA4 macro conversions (e.g. purchase revenue), property currency, rounded to 6 decimals (so that reruns give identical bits).
--- column contacts_created: HubSpot contacts created that day in this channel: every contact HubSpot still returns, live or archived; merged-away records are left out (the API keeps no creation date for them; their survivor stands for them). Archived contacts come from the archived pass without their source and count as the unmapped channel.
--- column crm_leads: Contacts entering lifecycle stage lead.
--- column mqls: Contacts entering marketingqualifiedlead.
--- column sqls: Contacts entering salesqualifiedlead.
--- column opportunities: Contacts entering opportunity.
--- column customers: Contacts entering customer.
--- column deals_won: Deals closed won that day (by close date), on their first associated contact's channel.
--- column revenue: Amount of the deals won that day (portal currency).
+-- column date DATE: Date (property-local).
+-- column channel VARCHAR: GA4 default channel group.
+-- column sessions BIGINT: GA4 sessions (all properties).
+-- column engaged_sessions BIGINT: GA4 engaged sessions.
+-- column micro_conversions BIGINT: GA4 micro conversion events of the catalog (all micro conversions added up; an event count, not people).
+-- column leads BIGINT: GA4 lead events (the generate_lead event; the lead event name is a build setting).
+-- column web_macro_conversions BIGINT: GA4 macro conversion events of the catalog (e.g. purchases).
+-- column web_revenue DOUBLE: Value of the GA4 macro conversions (e.g. purchase revenue), property currency, rounded to 6 decimals (so that reruns give identical bits).
+-- column contacts_created BIGINT: HubSpot contacts created that day in this channel: every contact HubSpot still returns, live or archived; merged-away records are left out (the API keeps no creation date for them; their survivor stands for them). Archived contacts come from the archived pass without their source and count as the unmapped channel.
+-- column crm_leads BIGINT: Contacts entering lifecycle stage lead.
+-- column mqls BIGINT: Contacts entering marketingqualifiedlead.
+-- column sqls BIGINT: Contacts entering salesqualifiedlead.
+-- column opportunities BIGINT: Contacts entering opportunity.
+-- column customers BIGINT: Contacts entering customer.
+-- column deals_won BIGINT: Deals closed won that day (by close date), on their first associated contact's channel.
+-- column revenue DOUBLE: Amount of the deals won that day (portal currency).
 WITH web AS (
     SELECT date, channel, sum(sessions) AS sessions, sum(engaged_sessions) AS engaged_sessions
     FROM marts.web_sessions_daily WHERE sw_in_crm_dates(date) GROUP BY ALL

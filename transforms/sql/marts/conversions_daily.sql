@@ -1,23 +1,30 @@
 -- model: marts.conversions_daily
--- partition: date_source
+-- write: replace_dates_by_source
+-- grain: one row per date x source_system x source_id x conversion_name x tier x kind x channel x device_category x country x visitor_type x conversion_unit
+-- key: date, source_system, source_id, conversion_name, tier, kind, channel, device_category, country, visitor_type, conversion_unit
+-- inputs: staging.conversion_catalog, staging.ga4_events, staging.hubspot_contact_stage_events, staging.hubspot_contacts, staging.hubspot_deals, staging.hubspot_form_conversions
 -- table: Counts (and value) of every catalog conversion, both tiers, per day, source and segment. GA4 rows: one per date x property x conversion x channel x device x country x visitor type. HubSpot rows: one per date x portal x conversion x channel x country (device_category and visitor_type are NULL: the CRM does not know them); the date is the event's instant in the GA4 property's reporting time zone.
--- column date: Date of the conversion (property-local).
--- column source_system: 'ga4' or 'hubspot'.
--- column source_id: GA4 property id or HubSpot portal id.
--- column conversion_name: Catalog conversion (see marts.conversion_catalog).
--- column tier: 'micro' or 'macro'.
--- column kind: 'process_milestone' or 'secondary_action' for micro; NULL for macro.
--- column channel: GA4 default channel group (HubSpot: original source mapped through the channel mapping).
--- column device_category: Device category (GA4 rows); NULL for HubSpot rows.
--- column country: Country (GA4: session country; HubSpot: contact country).
--- column visitor_type: 'new' or 'returning' (GA4 rows); NULL for HubSpot rows.
--- column conversions: Number of conversions (GA4: event count; HubSpot: stage entries, form conversions or deals won). Additive.
--- column conversion_unit: What one conversion is: 'events' (GA4), 'contacts' (lifecycle stage entries), 'form_conversions' or 'deals'.
--- column users: GA4: distinct users who triggered the event in this row (NOT additive across rows); HubSpot: distinct contacts in this row.
--- column value: Conversion value (GA4 event value, deal amount, or fixed value x conversions per the catalog); NULL when the conversion has no value.
--- column subject_to_thresholding: GA4 rows: thresholding applied to the source report; false for HubSpot.
--- column data_loss_from_other_row: GA4 rows: rows folded into '(other)' in the source report; false for HubSpot.
--- column sampled: GA4 rows: the source report was sampled; false for HubSpot.
+-- column date DATE NOT NULL: Date of the conversion (property-local).
+-- column source_system VARCHAR NOT NULL: 'ga4' or 'hubspot'.
+-- column source_id VARCHAR NOT NULL: GA4 property id or HubSpot portal id.
+-- column conversion_name VARCHAR NOT NULL: Catalog conversion (see marts.conversion_catalog).
+-- column tier VARCHAR NOT NULL: 'micro' or 'macro'.
+-- column kind VARCHAR: 'process_milestone' or 'secondary_action' for micro; NULL for macro.
+-- column channel VARCHAR NOT NULL: GA4 default channel group (HubSpot: original source mapped through the channel mapping).
+-- column device_category VARCHAR: Device category (GA4 rows); NULL for HubSpot rows.
+-- column country VARCHAR NOT NULL: Country (GA4: session country; HubSpot: contact country).
+-- column visitor_type VARCHAR: 'new' or 'returning' (GA4 rows); NULL for HubSpot rows.
+-- column conversions BIGINT: Number of conversions (GA4: event count; HubSpot: stage entries, form conversions or deals won). Additive.
+-- column conversion_unit VARCHAR NOT NULL: What one conversion is: 'events' (GA4), 'contacts' (lifecycle stage entries), 'form_conversions' or 'deals'.
+-- column users BIGINT: GA4: distinct users who triggered the event in this row (NOT additive across rows); HubSpot: distinct contacts in this row.
+-- column value DOUBLE: Conversion value (GA4 event value, deal amount, or fixed value x conversions per the catalog); NULL when the conversion has no value.
+-- column subject_to_thresholding BOOLEAN: GA4 rows: thresholding applied to the source report; false for HubSpot.
+-- column data_loss_from_other_row BOOLEAN: GA4 rows: rows folded into '(other)' in the source report; false for HubSpot.
+-- column sampled BOOLEAN: GA4 rows: the source report was sampled; false for HubSpot.
+-- accepted source_system: ga4 | hubspot
+-- accepted tier: micro | macro
+-- accepted kind: process_milestone | secondary_action
+-- accepted conversion_unit: events | contacts | form_conversions | deals
 WITH catalog AS (SELECT * FROM staging.conversion_catalog),
 ga4 AS (
     SELECT e.date, 'ga4' AS source_system, e.property_id AS source_id, k.conversion_name, k.tier, k.kind, e.channel,

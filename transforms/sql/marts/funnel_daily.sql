@@ -1,17 +1,22 @@
 -- model: marts.funnel_daily
--- partition: date_source
+-- write: replace_dates_by_source
+-- grain: one row per date x source_system x funnel_name x step_name
+-- key: date, source_system, funnel_name, step_name
+-- inputs: marts.conversions_daily, marts.web_sessions_daily, staging.conversion_catalog, staging.hubspot_contact_facts
 -- table: Each catalog funnel, step by step, per day: how many reached each step and how many were lost from the step before. GA4 funnels count EVENTS per day (GA4 aggregates carry no per-user link between steps). HubSpot (CRM) funnels count COHORTS: the date is the contacts' creation date (property-local), and the count at step k is the contacts created that day who have reached step k or any later step of the funnel by now (merged-away records left out, archived kept), so counts never grow along the funnel and every CRM rate lies in [0, 1]; a cohort's row changes as its contacts progress. Every step of a GA4 funnel has a row on every date with GA4 data; every step of a CRM funnel on every date with GA4 data or created contacts (count 0 when none).
--- column date: GA4: date of the events (property-local). HubSpot: creation date of the contact cohort (property-local).
--- column funnel_name: Funnel name from the catalog.
--- column source_system: 'ga4' or 'hubspot' (a funnel stays in one source system).
--- column step_index: Step position, from 1.
--- column step_name: The catalog conversion at this step.
--- column count: GA4: events of this step on this date. HubSpot: contacts of the date's creation cohort that reached this step or a later one of the funnel by now. Summed over every segment and property/portal (see count_unit).
--- column count_unit: 'events' (GA4, per day) or 'contacts (cohort by created date)' (HubSpot).
--- column rate_from_previous: count / count of the previous step, a proportion in [0, 1]. NULL for step 1, when the previous count is 0, or (GA4 only: events are not nested) when this step counted more events than the previous one that day; drop_off_count is then negative.
--- column rate_from_first: count / count of step 1, a proportion in [0, 1]. NULL when step 1 is 0 or (GA4 only) when this step counted more events than step 1 that day.
--- column drop_off: 1 - rate_from_previous: the share lost since the previous step (NULL whenever rate_from_previous is).
--- column drop_off_count: Previous step's count minus this step's count (NULL for step 1; never negative for HubSpot cohorts; negative for GA4 when more events reached this step than the one before on that day).
+-- column date DATE NOT NULL: GA4: date of the events (property-local). HubSpot: creation date of the contact cohort (property-local).
+-- column funnel_name VARCHAR NOT NULL: Funnel name from the catalog.
+-- column source_system VARCHAR NOT NULL: 'ga4' or 'hubspot' (a funnel stays in one source system).
+-- column step_index INTEGER: Step position, from 1.
+-- column step_name VARCHAR NOT NULL: The catalog conversion at this step.
+-- column count BIGINT: GA4: events of this step on this date. HubSpot: contacts of the date's creation cohort that reached this step or a later one of the funnel by now. Summed over every segment and property/portal (see count_unit).
+-- column count_unit VARCHAR: 'events' (GA4, per day) or 'contacts (cohort by created date)' (HubSpot).
+-- column rate_from_previous DOUBLE: count / count of the previous step, a proportion in [0, 1]. NULL for step 1, when the previous count is 0, or (GA4 only: events are not nested) when this step counted more events than the previous one that day; drop_off_count is then negative.
+-- column rate_from_first DOUBLE: count / count of step 1, a proportion in [0, 1]. NULL when step 1 is 0 or (GA4 only) when this step counted more events than step 1 that day.
+-- column drop_off DOUBLE: 1 - rate_from_previous: the share lost since the previous step (NULL whenever rate_from_previous is).
+-- column drop_off_count BIGINT: Previous step's count minus this step's count (NULL for step 1; never negative for HubSpot cohorts; negative for GA4 when more events reached this step than the one before on that day).
+-- accepted source_system: ga4 | hubspot
+-- accepted count_unit: events | contacts (cohort by created date)
 WITH steps AS (
     SELECT funnel_name, source_system, funnel_step, conversion_name
     FROM staging.conversion_catalog WHERE funnel_name IS NOT NULL

@@ -1,29 +1,35 @@
 -- model: marts.macro_conversions_daily
--- partition: date_source
+-- write: replace_dates_by_source
+-- grain: one row per date x source_system x source_id x conversion_name x tier x kind x channel x device_category x country x visitor_type x conversion_unit x sessions_basis
+-- key: date, source_system, source_id, conversion_name, tier, kind, channel, device_category, country, visitor_type, conversion_unit, sessions_basis
+-- inputs: marts.conversions_daily, marts.web_sessions_daily
 -- table: Macro conversions (the goals) per day, source and segment, with value, sessions and per-session rates. GA4 rows join the sessions of exactly their segment; HubSpot rows (no device or visitor type) join the sessions of their date, channel and country over all devices, visitor types and properties.
--- column date: Date of the conversion (property-local).
--- column source_system: 'ga4' or 'hubspot'.
--- column source_id: GA4 property id or HubSpot portal id.
--- column conversion_name: Catalog conversion.
--- column tier: 'macro'.
--- column kind: 'process_milestone' or 'secondary_action' for micro; NULL for macro.
--- column channel: GA4 default channel group.
--- column device_category: Device category (GA4 rows); NULL for HubSpot rows.
--- column country: Country.
--- column visitor_type: 'new' or 'returning' (GA4 rows); NULL for HubSpot rows.
--- column conversions: Number of conversions (see conversion_unit). Additive.
--- column conversion_unit: 'events', 'contacts', 'form_conversions' or 'deals'.
--- column users: GA4: distinct users with the event in this row (NOT additive across rows); HubSpot: distinct contacts.
--- column value: Conversion value (NULL when the conversion has no value).
--- column subject_to_thresholding: GA4 thresholding flag of the source reports.
--- column data_loss_from_other_row: GA4 '(other)' row flag of the source reports.
--- column sampled: GA4 sampling flag of the source reports.
--- column sessions: Sessions of the row's segment that day (GA4) or of its date, channel and country (HubSpot). Additive.
--- column sessions_basis: 'segment' (GA4 rows) or 'date_channel_country' (HubSpot rows): which sessions the rate divides by.
--- column segment_users: GA4 rows: distinct users of the segment that day (web_sessions_daily.total_users; NOT additive); NULL for HubSpot.
--- column conversion_rate: conversions / sessions: conversions per session (can exceed 1 where an event fires several times in a session). Recompute from sums of conversions and sessions, never average it.
--- column user_conversion_rate: GA4 rows: users / segment_users, the share of the segment's users of that day who converted (a proportion within this one row); NULL for HubSpot.
--- column value_per_session: value / sessions.
+-- column date DATE NOT NULL: Date of the conversion (property-local).
+-- column source_system VARCHAR NOT NULL: 'ga4' or 'hubspot'.
+-- column source_id VARCHAR NOT NULL: GA4 property id or HubSpot portal id.
+-- column conversion_name VARCHAR NOT NULL: Catalog conversion.
+-- column tier VARCHAR NOT NULL: 'macro'.
+-- column kind VARCHAR: 'process_milestone' or 'secondary_action' for micro; NULL for macro.
+-- column channel VARCHAR NOT NULL: GA4 default channel group.
+-- column device_category VARCHAR: Device category (GA4 rows); NULL for HubSpot rows.
+-- column country VARCHAR NOT NULL: Country.
+-- column visitor_type VARCHAR: 'new' or 'returning' (GA4 rows); NULL for HubSpot rows.
+-- column conversions BIGINT: Number of conversions (see conversion_unit). Additive.
+-- column conversion_unit VARCHAR NOT NULL: 'events', 'contacts', 'form_conversions' or 'deals'.
+-- column users BIGINT: GA4: distinct users with the event in this row (NOT additive across rows); HubSpot: distinct contacts.
+-- column value DOUBLE: Conversion value (NULL when the conversion has no value).
+-- column subject_to_thresholding BOOLEAN: GA4 thresholding flag of the source reports.
+-- column data_loss_from_other_row BOOLEAN: GA4 '(other)' row flag of the source reports.
+-- column sampled BOOLEAN: GA4 sampling flag of the source reports.
+-- column sessions BIGINT: Sessions of the row's segment that day (GA4) or of its date, channel and country (HubSpot). Additive.
+-- column sessions_basis VARCHAR NOT NULL: 'segment' (GA4 rows) or 'date_channel_country' (HubSpot rows): which sessions the rate divides by.
+-- column segment_users BIGINT: GA4 rows: distinct users of the segment that day (web_sessions_daily.total_users; NOT additive); NULL for HubSpot.
+-- column conversion_rate DOUBLE: conversions / sessions: conversions per session (can exceed 1 where an event fires several times in a session). Recompute from sums of conversions and sessions, never average it.
+-- column user_conversion_rate DOUBLE: GA4 rows: users / segment_users, the share of the segment's users of that day who converted (a proportion within this one row); NULL for HubSpot.
+-- column value_per_session DOUBLE: value / sessions.
+-- accepted source_system: ga4 | hubspot
+-- accepted conversion_unit: events | contacts | form_conversions | deals
+-- accepted sessions_basis: segment | date_channel_country
 WITH web AS (
     SELECT * FROM marts.web_sessions_daily WHERE sw_in_crm_dates(date)
 ),

@@ -1,33 +1,40 @@
 -- model: marts.segment_summary
--- partition: stats
+-- write: replace_all_statistics
+-- grain: one row per window_start x window_end x source_system x conversion_name x segment_dimension x segment_value
+-- key: window_start, window_end, source_system, conversion_name, segment_dimension, segment_value
+-- inputs: staging.conversion_catalog, staging.ga4_segment_daily, staging.ga4_web_sessions, staging.hubspot_cohort_daily
 -- table: Which segments are most receptive: per window, conversion and segment value, the conversion rate with its 95 % interval, the lift against the REST of the traffic (all other values of the same dimension) with a 95 % interval, a two-sided test, Benjamini-Hochberg q-values across the values of one dimension for one conversion (the family tested together), a practical band, a minimum detectable lift, a minimum-sample gate and a rank by the lower bound of the lift interval. GA4 rows sum days, and a segment's daily rate swings far more than binomial noise, so their variance is clustered by day (sandwich variance over the window's days, t on days - 1 degrees of freedom, never below the binomial one) for p, q and both intervals. GA4 rows by channel, device, country and visitor type count user-days (each day's users of the segment, summed over the window) and users converting that day; GA4 rows by landing page and campaign count sessions and purchases; HubSpot rows count contacts created in the window and those who reached the conversion by now (per contact: pooled z-test or Fisher's exact, Katz interval). HubSpot original_source rows are left out when the sources map one-to-one onto channels (a duplicate family). Every lift is an association between a segment and a conversion rate, not an effect of the segment. Formulas: transforms/STATISTICS.md.
--- column window_start: First date of the window (property-local).
--- column window_end: Last date of the window: the last GA4 date minus the days GA4 still revises (unsettled_days, default 2).
--- column source_system: 'ga4' or 'hubspot'.
--- column tier: 'micro' or 'macro'.
--- column conversion_name: Catalog conversion, or 'all' (HubSpot: any macro conversion).
--- column segment_dimension: ga4: channel, device_category, country, visitor_type, landing_page, campaign; hubspot: channel, original_source, country.
--- column segment_value: The segment.
--- column unit: What units and conversions count: 'user_days' (users of each day summed over days: a user active on two days counts twice), 'sessions', or 'contacts'.
--- column units: Units in the segment over the window (never fewer than conversions).
--- column conversions: Converting units in the segment (GA4 user_days: users with the event that day; sessions: purchases; contacts: contacts who reached it).
--- column rate: conversions / units.
--- column rate_ci_low: 95 % interval of rate, lower bound: Wilson; for GA4 rows on the effective sample size (units divided by the day-clustered design effect, at least 1).
--- column rate_ci_high: 95 % interval of rate, upper bound (see rate_ci_low).
--- column rest_units: Units in all other values of the same dimension.
--- column rest_conversions: Conversions in all other values of the same dimension.
--- column rest_rate: rest_conversions / rest_units.
--- column lift: rate / rest_rate (1 = no difference).
--- column lift_ci_low: 95 % interval of the lift, lower bound: GA4 exp(ln lift -/+ t(0.975, days - 1) se) with the day-clustered se; HubSpot the Katz log interval (0.5 added to each count when a count is 0, also for GA4 rows with no conversion on one side).
--- column lift_ci_high: Katz log 95 % interval of the lift, upper bound.
--- column test_method: 't_day_cluster' (GA4: t-test of ln lift with day-clustered variance), 'z' (pooled two-proportion z-test) or 'fisher' (Fisher's exact, when an expected cell count is below 5 or a side has no conversion); NULL when not tested.
--- column p_value: Two-sided p-value of rate = rest_rate; NULL when the row fails the minimum-sample gate.
--- column q_value: Benjamini-Hochberg adjusted p-value within the family (same window, source, conversion and dimension): flagged rows keep the false discovery rate within 5 % per family.
--- column min_detectable_lift: The smallest lift above 1 this row could detect with 80 % power at alpha 0.05 (two-sided), from its own counts and variance; NULL when not tested.
--- column significant: q_value < 0.05 AND the whole lift interval lies outside the practical band 0.95-1.05 (build setting; a real but tiny difference is not flagged).
--- column tested: False when the row fails the minimum-sample gate (see gate_reason); it then has no p, q or rank.
--- column gate_reason: Why the row was not tested (too few units in segment or rest, or too few conversions); NULL when tested.
--- column rank: 1 = most receptive: order of lift_ci_low (highest first) among the tested rows of the family.
+-- column window_start DATE NOT NULL: First date of the window (property-local).
+-- column window_end DATE NOT NULL: Last date of the window: the last GA4 date minus the days GA4 still revises (unsettled_days, default 2).
+-- column source_system VARCHAR NOT NULL: 'ga4' or 'hubspot'.
+-- column tier VARCHAR: 'micro' or 'macro'.
+-- column conversion_name VARCHAR NOT NULL: Catalog conversion, or 'all' (HubSpot: any macro conversion).
+-- column segment_dimension VARCHAR NOT NULL: ga4: channel, device_category, country, visitor_type, landing_page, campaign; hubspot: channel, original_source, country.
+-- column segment_value VARCHAR NOT NULL: The segment.
+-- column unit VARCHAR: What units and conversions count: 'user_days' (users of each day summed over days: a user active on two days counts twice), 'sessions', or 'contacts'.
+-- column units BIGINT: Units in the segment over the window (never fewer than conversions).
+-- column conversions BIGINT: Converting units in the segment (GA4 user_days: users with the event that day; sessions: purchases; contacts: contacts who reached it).
+-- column rate DOUBLE: conversions / units.
+-- column rate_ci_low DOUBLE: 95 % interval of rate, lower bound: Wilson; for GA4 rows on the effective sample size (units divided by the day-clustered design effect, at least 1).
+-- column rate_ci_high DOUBLE: 95 % interval of rate, upper bound (see rate_ci_low).
+-- column rest_units BIGINT: Units in all other values of the same dimension.
+-- column rest_conversions BIGINT: Conversions in all other values of the same dimension.
+-- column rest_rate DOUBLE: rest_conversions / rest_units.
+-- column lift DOUBLE: rate / rest_rate (1 = no difference).
+-- column lift_ci_low DOUBLE: 95 % interval of the lift, lower bound: GA4 exp(ln lift -/+ t(0.975, days - 1) se) with the day-clustered se; HubSpot the Katz log interval (0.5 added to each count when a count is 0, also for GA4 rows with no conversion on one side).
+-- column lift_ci_high DOUBLE: Katz log 95 % interval of the lift, upper bound.
+-- column test_method VARCHAR: 't_day_cluster' (GA4: t-test of ln lift with day-clustered variance), 'z' (pooled two-proportion z-test) or 'fisher' (Fisher's exact, when an expected cell count is below 5 or a side has no conversion); NULL when not tested.
+-- column p_value DOUBLE: Two-sided p-value of rate = rest_rate; NULL when the row fails the minimum-sample gate.
+-- column q_value DOUBLE: Benjamini-Hochberg adjusted p-value within the family (same window, source, conversion and dimension): flagged rows keep the false discovery rate within 5 % per family.
+-- column min_detectable_lift DOUBLE: The smallest lift above 1 this row could detect with 80 % power at alpha 0.05 (two-sided), from its own counts and variance; NULL when not tested.
+-- column significant BOOLEAN: q_value < 0.05 AND the whole lift interval lies outside the practical band 0.95-1.05 (build setting; a real but tiny difference is not flagged).
+-- column tested BOOLEAN: False when the row fails the minimum-sample gate (see gate_reason); it then has no p, q or rank.
+-- column gate_reason VARCHAR: Why the row was not tested (too few units in segment or rest, or too few conversions); NULL when tested.
+-- column rank INTEGER: 1 = most receptive: order of lift_ci_low (highest first) among the tested rows of the family.
+-- accepted source_system: ga4 | hubspot
+-- accepted tier: micro | macro
+-- accepted unit: user_days | sessions | contacts
+-- accepted test_method: t_day_cluster | z | fisher
 WITH bounds AS (
     -- GA4 still revises its most recent days: the window ends before them (build setting unsettled_days).
     SELECT min(date) AS window_start, max(date) - CAST(getvariable('sw_unsettled_days') AS INTEGER) AS window_end

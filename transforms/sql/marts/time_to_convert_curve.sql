@@ -1,15 +1,18 @@
 -- model: marts.time_to_convert_curve
--- partition: full
+-- write: replace_all
+-- grain: one row per channel x from_step x to_step x day
+-- key: channel, from_step, to_step, day
+-- inputs: staging.time_to_convert_km
 -- table: The Kaplan-Meier curves behind marts.time_to_convert, one point per whole day since the from-step: per channel (and 'All channels'), from-step, to-step and day, the estimated share converted by that day with its pointwise 95 % interval. Days run from 0 to the group's longest follow-up (at most 365). Same subjects, step definitions and censoring as marts.time_to_convert.
--- column channel: Channel of the contacts, or 'All channels'.
--- column from_step: Where the clock starts ('contact_created' or a CRM funnel step).
--- column to_step: The conversion the clock waits for.
--- column day: Whole days since the from-step (0, 1, 2, ...).
--- column elapsed: The same as an interval ('3 days'), for date arithmetic; with channel, from_step and to_step it identifies the row.
--- column share_converted: Kaplan-Meier share converted within `day` days (1 - survival), a proportion.
--- column share_converted_ci_low: Lower end of the pointwise 95 % interval of share_converted (complementary log-log transform with Greenwood's variance).
--- column share_converted_ci_high: Upper end of the pointwise 95 % interval of share_converted.
--- column events_to_date: Contacts converted within `day` days (observed, not estimated).
+-- column channel VARCHAR NOT NULL: Channel of the contacts, or 'All channels'.
+-- column from_step VARCHAR NOT NULL: Where the clock starts ('contact_created' or a CRM funnel step).
+-- column to_step VARCHAR NOT NULL: The conversion the clock waits for.
+-- column day INTEGER NOT NULL: Whole days since the from-step (0, 1, 2, ...).
+-- column elapsed INTERVAL: The same as an interval ('3 days'), for date arithmetic; with channel, from_step and to_step it identifies the row.
+-- column share_converted DOUBLE: Kaplan-Meier share converted within `day` days (1 - survival), a proportion.
+-- column share_converted_ci_low DOUBLE: Lower end of the pointwise 95 % interval of share_converted (complementary log-log transform with Greenwood's variance).
+-- column share_converted_ci_high DOUBLE: Upper end of the pointwise 95 % interval of share_converted.
+-- column events_to_date BIGINT: Contacts converted within `day` days (observed, not estimated).
 WITH bounds AS (
     SELECT channel, from_step, to_step, least(floor(max(t_days)), 365)::INTEGER AS last_day
     FROM staging.time_to_convert_km GROUP BY ALL

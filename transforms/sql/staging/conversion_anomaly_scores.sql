@@ -1,27 +1,31 @@
 -- model: staging.conversion_anomaly_scores
--- partition: full
+-- write: replace_all
+-- grain: one row per date x source_id x series_type x conversion_name x funnel_name x step_index
+-- key: date, source_id, series_type, conversion_name, funnel_name, step_index
+-- inputs: marts.conversions_daily, marts.web_sessions_daily, staging.conversion_catalog
 -- table: Every judged day of every GA4 conversion series and GA4 funnel step against its expected value (marts.conversion_anomalies keeps the anomalies). A conversion is judged on its rate per session (so a traffic surge with a normal rate is not an anomaly); funnel step k >= 2 on its count per count of step k-1 that day (step 1 is judged as its conversion). Baseline: the 56 days before, days far off their weekday's median (> 4 robust SDs) set aside. Expected rate: the weekday's pooled rate shrunk towards the 8-week rate by how much the weekdays really differ (weekday_weight). Interval: expected - 3.0 / + 4.0 prediction SDs (drops are judged more keenly than spikes); the prediction variance adds the day's sampling variance (Poisson for events per session, binomial for step ratios), the extra day-to-day variance of the rate that real traffic has (within-weekday variance of the clean baseline days minus their sampling part) and the variance of the expectation. Judged only on settled days (GA4 still revises the last sw_unsettled_days days), with at least 28 baseline days, at least 3 clean same-weekday days and an expected count of at least 10. Method: transforms/STATISTICS.md.
--- column date: The judged day (property-local).
--- column source_id: GA4 property id.
--- column series_type: 'conversion' (count per session) or 'funnel_step' (count per count of the previous step).
--- column conversion_name: The catalog conversion of the series (for a funnel step: the step's conversion).
--- column funnel_name: The funnel of a funnel_step series; NULL for conversions.
--- column step_index: Step position in the funnel (>= 2) for funnel_step series; NULL for conversions.
--- column denominator_name: What the rate is per: 'sessions', or the previous step's conversion name.
--- column observed: Count of the conversion (events) on the day.
--- column denominator: Sessions (conversion) or events of the previous step (funnel_step) on the day.
--- column observed_rate: observed / denominator (events per session for conversions: can exceed 1).
--- column expected_rate: Expected rate for this weekday (see weekday_weight; can exceed 1 for events per session).
--- column expected: expected_rate x denominator: the expected count on the day.
--- column rate_interval_low: Lower end of the prediction interval of the rate (>= 0; can exceed 1 for events per session).
--- column rate_interval_high: Upper end of the prediction interval of the rate (can exceed 1 for events per session).
--- column interval_low: Lower end of the prediction interval as a count (rate_interval_low x denominator).
--- column interval_high: Upper end of the prediction interval as a count.
--- column z_score: (observed_rate - expected_rate) / prediction SD; below -3.0 is a drop, above 4.0 a spike.
--- column day_to_day_cv: Estimated extra day-to-day variation of the rate, as a coefficient of variation (0 = plain sampling noise).
--- column baseline_days: Baseline days with data in the 8 weeks before.
--- column weekday_days: Clean same-weekday baseline days (the weekday's own rate pools them).
--- column weekday_weight: Weight of the weekday's own rate in expected_rate (0 = the weekdays do not really differ: all clean baseline days pooled; 1 = the weekday's own rate), from how much the weekday rates spread beyond their noise.
+-- column date DATE NOT NULL: The judged day (property-local).
+-- column source_id VARCHAR NOT NULL: GA4 property id.
+-- column series_type VARCHAR NOT NULL: 'conversion' (count per session) or 'funnel_step' (count per count of the previous step).
+-- column conversion_name VARCHAR NOT NULL: The catalog conversion of the series (for a funnel step: the step's conversion).
+-- column funnel_name VARCHAR: The funnel of a funnel_step series; NULL for conversions.
+-- column step_index INTEGER: Step position in the funnel (>= 2) for funnel_step series; NULL for conversions.
+-- column denominator_name VARCHAR: What the rate is per: 'sessions', or the previous step's conversion name.
+-- column observed BIGINT: Count of the conversion (events) on the day.
+-- column denominator BIGINT: Sessions (conversion) or events of the previous step (funnel_step) on the day.
+-- column observed_rate DOUBLE: observed / denominator (events per session for conversions: can exceed 1).
+-- column expected_rate DOUBLE: Expected rate for this weekday (see weekday_weight; can exceed 1 for events per session).
+-- column expected DOUBLE: expected_rate x denominator: the expected count on the day.
+-- column rate_interval_low DOUBLE: Lower end of the prediction interval of the rate (>= 0; can exceed 1 for events per session).
+-- column rate_interval_high DOUBLE: Upper end of the prediction interval of the rate (can exceed 1 for events per session).
+-- column interval_low DOUBLE: Lower end of the prediction interval as a count (rate_interval_low x denominator).
+-- column interval_high DOUBLE: Upper end of the prediction interval as a count.
+-- column z_score DOUBLE: (observed_rate - expected_rate) / prediction SD; below -3.0 is a drop, above 4.0 a spike.
+-- column day_to_day_cv DOUBLE: Estimated extra day-to-day variation of the rate, as a coefficient of variation (0 = plain sampling noise).
+-- column baseline_days INTEGER: Baseline days with data in the 8 weeks before.
+-- column weekday_days INTEGER: Clean same-weekday baseline days (the weekday's own rate pools them).
+-- column weekday_weight DOUBLE: Weight of the weekday's own rate in expected_rate (0 = the weekdays do not really differ: all clean baseline days pooled; 1 = the weekday's own rate), from how much the weekday rates spread beyond their noise.
+-- accepted series_type: conversion | funnel_step
 -- Float aggregates take their input in a fixed order, so a rebuild of the same data gives the same bits.
 WITH settled AS (
     SELECT max(date) - CAST(getvariable('sw_unsettled_days') AS INTEGER) AS last_settled FROM marts.web_sessions_daily

@@ -1,20 +1,23 @@
 -- model: staging.ga4_campaigns
--- partition: date
+-- write: replace_dates
+-- grain: one row per property_id x date x campaign x source x medium x channel
+-- key: property_id, date, campaign, source, medium, channel
+-- inputs: raw.ga4_campaigns, staging.channel_groups
 -- table: GA4 campaigns report, typed and deduplicated: one row per property, date, campaign, source, medium and channel.
--- column property_id: GA4 property id.
--- column date: Property-local date.
--- column campaign: Session campaign name (sessionCampaignName); GA4 says '(organic)', '(direct)', '(referral)' or '(not set)' for unpaid traffic.
--- column source: Session source (sessionSource).
--- column medium: Session medium (sessionMedium).
--- column channel: GA4 default channel group, normalised.
--- column sessions: Sessions.
--- column total_users: Users of this date and campaign row (NOT additive across days or segments).
--- column ecommerce_purchases: Purchases (ecommercePurchases).
--- column purchase_revenue: Purchase revenue, property currency.
--- column key_events: Key events (keyEvents).
--- column subject_to_thresholding: True if GA4 applied data thresholding to the report this row came from.
--- column data_loss_from_other_row: True if GA4 folded rows of this report into an '(other)' row.
--- column sampled: True if GA4 sampled the report this row came from.
+-- column property_id VARCHAR NOT NULL: GA4 property id.
+-- column date DATE NOT NULL: Property-local date.
+-- column campaign VARCHAR NOT NULL: Session campaign name (sessionCampaignName); GA4 says '(organic)', '(direct)', '(referral)' or '(not set)' for unpaid traffic.
+-- column source VARCHAR NOT NULL: Session source (sessionSource).
+-- column medium VARCHAR NOT NULL: Session medium (sessionMedium).
+-- column channel VARCHAR NOT NULL: GA4 default channel group, normalised.
+-- column sessions BIGINT: Sessions.
+-- column total_users BIGINT: Users of this date and campaign row (NOT additive across days or segments).
+-- column ecommerce_purchases BIGINT: Purchases (ecommercePurchases).
+-- column purchase_revenue DOUBLE: Purchase revenue, property currency.
+-- column key_events BIGINT: Key events (keyEvents).
+-- column subject_to_thresholding BOOLEAN: True if GA4 applied data thresholding to the report this row came from.
+-- column data_loss_from_other_row BOOLEAN: True if GA4 folded rows of this report into an '(other)' row.
+-- column sampled BOOLEAN: True if GA4 sampled the report this row came from.
 SELECT
     r.property_id,
     r.date,

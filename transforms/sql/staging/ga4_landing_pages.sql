@@ -1,18 +1,21 @@
 -- model: staging.ga4_landing_pages
--- partition: date
+-- write: replace_dates
+-- grain: one row per property_id x date x landing_page x channel
+-- key: property_id, date, landing_page, channel
+-- inputs: raw.ga4_landing_pages, staging.channel_groups
 -- table: GA4 landing_pages report, typed and deduplicated: one row per property, date, landing page and channel.
--- column property_id: GA4 property id.
--- column date: Property-local date.
--- column landing_page: Landing page path (landingPage); '(not set)' when empty.
--- column channel: GA4 default channel group, normalised.
--- column sessions: Sessions that started on this landing page.
--- column engaged_sessions: Engaged sessions.
--- column total_users: Users of this date, page and channel (NOT additive across days or segments).
--- column ecommerce_purchases: Purchases (ecommercePurchases) in those sessions.
--- column key_events: Key events (keyEvents) in those sessions.
--- column subject_to_thresholding: True if GA4 applied data thresholding to the report this row came from.
--- column data_loss_from_other_row: True if GA4 folded rows of this report into an '(other)' row.
--- column sampled: True if GA4 sampled the report this row came from.
+-- column property_id VARCHAR NOT NULL: GA4 property id.
+-- column date DATE NOT NULL: Property-local date.
+-- column landing_page VARCHAR NOT NULL: Landing page path (landingPage); '(not set)' when empty.
+-- column channel VARCHAR NOT NULL: GA4 default channel group, normalised.
+-- column sessions BIGINT: Sessions that started on this landing page.
+-- column engaged_sessions BIGINT: Engaged sessions.
+-- column total_users BIGINT: Users of this date, page and channel (NOT additive across days or segments).
+-- column ecommerce_purchases BIGINT: Purchases (ecommercePurchases) in those sessions.
+-- column key_events BIGINT: Key events (keyEvents) in those sessions.
+-- column subject_to_thresholding BOOLEAN: True if GA4 applied data thresholding to the report this row came from.
+-- column data_loss_from_other_row BOOLEAN: True if GA4 folded rows of this report into an '(other)' row.
+-- column sampled BOOLEAN: True if GA4 sampled the report this row came from.
 SELECT
     r.property_id,
     r.date,

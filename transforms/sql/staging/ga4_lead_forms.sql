@@ -1,15 +1,18 @@
 -- model: staging.ga4_lead_forms
--- partition: date
+-- write: replace_dates
+-- grain: one row per property_id x date x event_name x form_name x channel
+-- key: property_id, date, event_name, form_name, channel
+-- inputs: raw.ga4_lead_forms, staging.channel_groups
 -- table: GA4 lead_forms report (generate_lead events by form), typed and deduplicated: one row per property, date, form and channel.
--- column property_id: GA4 property id.
--- column date: Property-local date.
--- column event_name: GA4 event name (generate_lead).
--- column form_name: The form, from the custom event parameter form_name (customEvent:form_name); '(not set)' when missing.
--- column channel: GA4 default channel group, normalised.
--- column event_count: Number of events.
--- column subject_to_thresholding: True if GA4 applied data thresholding to the report this row came from.
--- column data_loss_from_other_row: True if GA4 folded rows of this report into an '(other)' row.
--- column sampled: True if GA4 sampled the report this row came from.
+-- column property_id VARCHAR NOT NULL: GA4 property id.
+-- column date DATE NOT NULL: Property-local date.
+-- column event_name VARCHAR NOT NULL: GA4 event name (generate_lead).
+-- column form_name VARCHAR NOT NULL: The form, from the custom event parameter form_name (customEvent:form_name); '(not set)' when missing.
+-- column channel VARCHAR NOT NULL: GA4 default channel group, normalised.
+-- column event_count BIGINT: Number of events.
+-- column subject_to_thresholding BOOLEAN: True if GA4 applied data thresholding to the report this row came from.
+-- column data_loss_from_other_row BOOLEAN: True if GA4 folded rows of this report into an '(other)' row.
+-- column sampled BOOLEAN: True if GA4 sampled the report this row came from.
 SELECT
     r.property_id,
     r.date,

@@ -1,14 +1,18 @@
 -- model: staging.ga4_segment_daily
--- partition: date
+-- write: replace_dates
+-- grain: one row per date x conversion_name x tier x segment_dimension x segment_value x unit
+-- key: date, conversion_name, tier, segment_dimension, segment_value, unit
+-- inputs: staging.conversion_catalog, staging.ga4_campaigns, staging.ga4_events, staging.ga4_landing_pages, staging.ga4_web_sessions
 -- table: Daily GA4 counts per catalog conversion and segment value, pre-aggregated for marts.segment_summary. Rows by channel, device_category, country and visitor_type use unit 'user_days' (the segment's users of each day, summed over days: a user active on two days counts twice) with conversions = users who triggered the event that day in that segment. Rows by landing_page and campaign use unit 'sessions' with conversions = purchases (ecommercePurchases), only for the catalog conversion whose GA4 event is purchase.
--- column date: Property-local date.
--- column conversion_name: Catalog conversion.
--- column tier: micro or macro.
--- column segment_dimension: channel, device_category, country, visitor_type, landing_page or campaign.
--- column segment_value: The segment's value.
--- column unit: 'user_days' or 'sessions' (see the table comment).
--- column units: Units of this date and segment value (user counts are of one day only).
--- column conversions: Converting units of this date and segment value.
+-- column date DATE NOT NULL: Property-local date.
+-- column conversion_name VARCHAR NOT NULL: Catalog conversion.
+-- column tier VARCHAR NOT NULL: micro or macro.
+-- column segment_dimension VARCHAR NOT NULL: channel, device_category, country, visitor_type, landing_page or campaign.
+-- column segment_value VARCHAR NOT NULL: The segment's value.
+-- column unit VARCHAR NOT NULL: 'user_days' or 'sessions' (see the table comment).
+-- column units BIGINT: Units of this date and segment value (user counts are of one day only).
+-- column conversions BIGINT: Converting units of this date and segment value.
+-- accepted unit: user_days | sessions
 WITH web AS (
     SELECT * FROM staging.ga4_web_sessions WHERE sw_in_dates(date)
 ),

@@ -1,19 +1,23 @@
 -- model: staging.ga4_web_sessions
--- partition: date
+-- write: replace_dates
+-- grain: one row per property_id x date x channel x device_category x country x visitor_type
+-- key: property_id, date, channel, device_category, country, visitor_type
+-- inputs: raw.ga4_web_sessions, staging.channel_groups
 -- table: GA4 web_sessions report, typed and deduplicated: one row per property, date and segment (channel, device, country, visitor type). Labels normalised; rows whose labels normalise to the same segment are added up.
--- column property_id: GA4 property id.
--- column date: Property-local date (the GA4 property's reporting time zone).
--- column channel: GA4 default channel group (sessionDefaultChannelGroup), normalised onto the known groups; unknown or empty labels become 'Unassigned', GA4's '(other)' row stays '(other)'.
--- column device_category: GA4 deviceCategory in lower case (desktop, mobile, tablet, ...); '(not set)' when empty.
--- column country: GA4 country name; '(not set)' when empty.
--- column visitor_type: GA4 newVsReturning ('new', 'returning'); '(not set)' when empty.
--- column sessions: Sessions.
--- column engaged_sessions: Engaged sessions.
--- column total_users: GA4 totalUsers of this one date and segment (distinct users; NOT additive across days or segments).
--- column new_users: GA4 newUsers of this one date and segment (NOT additive across days or segments).
--- column subject_to_thresholding: True if GA4 applied data thresholding to the report this row came from.
--- column data_loss_from_other_row: True if GA4 folded rows of this report into an '(other)' row.
--- column sampled: True if GA4 sampled the report this row came from.
+-- column property_id VARCHAR NOT NULL: GA4 property id.
+-- column date DATE NOT NULL: Property-local date (the GA4 property's reporting time zone).
+-- column channel VARCHAR NOT NULL: GA4 default channel group (sessionDefaultChannelGroup), normalised onto the known groups; unknown or empty labels become 'Unassigned', GA4's '(other)' row stays '(other)'.
+-- column device_category VARCHAR NOT NULL: GA4 deviceCategory in lower case (desktop, mobile, tablet, ...); '(not set)' when empty.
+-- column country VARCHAR NOT NULL: GA4 country name; '(not set)' when empty.
+-- column visitor_type VARCHAR NOT NULL: GA4 newVsReturning ('new', 'returning'); '(not set)' when empty.
+-- column sessions BIGINT: Sessions.
+-- column engaged_sessions BIGINT: Engaged sessions.
+-- column total_users BIGINT: GA4 totalUsers of this one date and segment (distinct users; NOT additive across days or segments).
+-- column new_users BIGINT: GA4 newUsers of this one date and segment (NOT additive across days or segments).
+-- column subject_to_thresholding BOOLEAN: True if GA4 applied data thresholding to the report this row came from.
+-- column data_loss_from_other_row BOOLEAN: True if GA4 folded rows of this report into an '(other)' row.
+-- column sampled BOOLEAN: True if GA4 sampled the report this row came from.
+-- accepted visitor_type: new | returning | (not set)
 SELECT
     r.property_id,
     r.date,

@@ -1,17 +1,20 @@
 -- model: staging.hubspot_contact_facts
--- partition: contact
+-- write: upsert_contacts
+-- grain: one row per portal_id x contact_id
+-- key: portal_id, contact_id
+-- inputs: staging.conversion_catalog, staging.hubspot_contact_stage_events, staging.hubspot_contacts, staging.hubspot_deals, staging.hubspot_form_conversions, staging.hubspot_merges
 -- table: One row per live HubSpot contact (merged-away records left out; archived kept) with the catalog conversions the contact has reached so far; the contact-level basis of segment_summary (CRM rows) and micro_macro_lift (basis 'contact').
--- column portal_id: HubSpot portal id.
--- column contact_id: HubSpot contact id.
--- column contact_key: The contact id as an integer (HubSpot ids are numbers): the key incremental builds join on.
--- column created_date: Creation date in the GA4 property's reporting time zone.
--- column channel: Original source mapped onto GA4 default channel groups.
--- column hs_analytics_source: HubSpot original source value.
--- column country: Contact country.
--- column first_conversion_event_name: The contact's first form conversion.
--- column is_archived: True if the contact is archived in HubSpot.
--- column conversions: Names of the HubSpot catalog conversions (lifecycle stages, forms, closed-won deals) this contact has reached, sorted.
--- column reached_macro: True if the contact reached any HubSpot macro conversion of the catalog (e.g. customer, closed-won deal).
+-- column portal_id VARCHAR NOT NULL: HubSpot portal id.
+-- column contact_id VARCHAR NOT NULL: HubSpot contact id.
+-- column contact_key UBIGINT: The contact id as an integer (HubSpot ids are numbers): the key incremental builds join on.
+-- column created_date DATE: Creation date in the GA4 property's reporting time zone.
+-- column channel VARCHAR: Original source mapped onto GA4 default channel groups.
+-- column hs_analytics_source VARCHAR: HubSpot original source value.
+-- column country VARCHAR: Contact country.
+-- column first_conversion_event_name VARCHAR: The contact's first form conversion.
+-- column is_archived BOOLEAN: True if the contact is archived in HubSpot.
+-- column conversions VARCHAR[]: Names of the HubSpot catalog conversions (lifecycle stages, forms, closed-won deals) this contact has reached, sorted.
+-- column reached_macro BOOLEAN: True if the contact reached any HubSpot macro conversion of the catalog (e.g. customer, closed-won deal).
 WITH live AS (
     SELECT c.*
     FROM staging.hubspot_contacts AS c

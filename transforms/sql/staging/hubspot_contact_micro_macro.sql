@@ -1,13 +1,16 @@
 -- model: staging.hubspot_contact_micro_macro
--- partition: contact
+-- write: upsert_contacts
+-- grain: one row per portal_id x contact_id
+-- key: portal_id, contact_id
+-- inputs: staging.conversion_catalog, staging.hubspot_contact_facts, staging.hubspot_contact_stage_events, staging.hubspot_contacts, staging.hubspot_deals, staging.hubspot_form_conversions
 -- table: One row per live HubSpot contact (merged-away records left out) with the instant of its first HubSpot macro conversion and the first instant of each catalog micro conversion it reached: the timeline behind micro_macro_lift's 'contact' basis, which counts a micro conversion only when it happened before the macro and within the follow-up window from creation.
--- column portal_id: HubSpot portal id.
--- column contact_id: HubSpot contact id.
--- column contact_key: The contact id as an integer (HubSpot ids are numbers): the key incremental builds join on.
--- column created_at_utc: Creation instant, UTC.
--- column created_date: Creation date in the GA4 property's reporting time zone.
--- column macro_at_utc: First instant the contact reached any HubSpot macro conversion of the catalog (lifecycle stage entry or closed-won deal close); NULL if never.
--- column micro_events: The catalog micro conversions the contact reached, each with its first instant (UTC), sorted by name.
+-- column portal_id VARCHAR NOT NULL: HubSpot portal id.
+-- column contact_id VARCHAR NOT NULL: HubSpot contact id.
+-- column contact_key UBIGINT: The contact id as an integer (HubSpot ids are numbers): the key incremental builds join on.
+-- column created_at_utc TIMESTAMP: Creation instant, UTC.
+-- column created_date DATE: Creation date in the GA4 property's reporting time zone.
+-- column macro_at_utc TIMESTAMP: First instant the contact reached any HubSpot macro conversion of the catalog (lifecycle stage entry or closed-won deal close); NULL if never.
+-- column micro_events STRUCT(conversion_name VARCHAR, at_utc TIMESTAMP)[]: The catalog micro conversions the contact reached, each with its first instant (UTC), sorted by name.
 WITH facts AS (
     SELECT f.portal_id, f.contact_id, f.contact_key, c.created_at_utc, f.created_date
     FROM staging.hubspot_contact_facts AS f

@@ -1,28 +1,31 @@
 -- model: staging.hubspot_contacts
--- partition: contact
+-- write: upsert_contacts
+-- grain: one row per portal_id x contact_id
+-- key: portal_id, contact_id
+-- inputs: raw.hubspot_contacts, staging.channel_mapping, staging.hubspot_lifecycle_stages
 -- table: HubSpot contacts, one row per portal and contact (the newest stored version), properties parsed from JSON and typed. HubSpot timestamps are UTC instants (columns *_at_utc); *_date columns are the same instants as calendar dates in the GA4 property's reporting time zone. Includes archived contacts and merged-away records still stored; the marts exclude merged-away ones.
--- column portal_id: HubSpot portal id.
--- column contact_id: HubSpot record id.
--- column contact_key: The contact id as an integer (HubSpot ids are numbers): the key incremental builds join on.
--- column created_at_utc: Creation instant (createdate), UTC.
--- column created_date: Creation date in the reporting time zone.
--- column updated_at_utc: Last modification instant (lastmodifieddate), UTC.
--- column lifecycle_stage: Current lifecycle stage (internal value).
--- column hs_analytics_source: HubSpot original source (hs_analytics_source), e.g. EMAIL_MARKETING; '(not set)' when empty.
--- column channel: GA4 default channel group the original source maps to (channel mapping file); its unmapped_channel when the source is not mapped.
--- column source_detail_1: hs_analytics_source_data_1 (source detail, e.g. the referring site).
--- column source_detail_2: hs_analytics_source_data_2 (source detail, e.g. the campaign).
--- column country: Contact country; '(not set)' when empty.
--- column first_conversion_event_name: Name of the contact's first form conversion (first_conversion_event_name).
--- column first_conversion_at_utc: Instant of the first conversion, UTC.
--- column recent_conversion_event_name: Name of the contact's most recent form conversion.
--- column recent_conversion_at_utc: Instant of the most recent conversion, UTC.
--- column num_conversion_events: Number of form conversions HubSpot counted.
--- column stage_entries: Lifecycle-stage entries from the discovered hs_v2_date_entered_* properties: list of (stage, entered_at_utc), only stages entered.
--- column merged_object_ids: Ids of contacts merged INTO this one (hs_merged_object_ids), as a list.
--- column merged_into: For a merged-away record: the surviving contact id; else NULL.
--- column is_archived: True if the contact is archived (deleted) in HubSpot.
--- column _content_hash: Hash of what staging reads from the raw record except the last-modified instant (the properties used here, archived, merged_into, createdate): an incremental build re-stages a re-delivered contact only when it differs, and otherwise just updates updated_at_utc (a search pass omits null properties that a list pass includes; same content, same hash).
+-- column portal_id VARCHAR NOT NULL: HubSpot portal id.
+-- column contact_id VARCHAR NOT NULL: HubSpot record id.
+-- column contact_key UBIGINT: The contact id as an integer (HubSpot ids are numbers): the key incremental builds join on.
+-- column created_at_utc TIMESTAMP: Creation instant (createdate), UTC.
+-- column created_date DATE: Creation date in the reporting time zone.
+-- column updated_at_utc TIMESTAMP: Last modification instant (lastmodifieddate), UTC.
+-- column lifecycle_stage VARCHAR: Current lifecycle stage (internal value).
+-- column hs_analytics_source VARCHAR: HubSpot original source (hs_analytics_source), e.g. EMAIL_MARKETING; '(not set)' when empty.
+-- column channel VARCHAR: GA4 default channel group the original source maps to (channel mapping file); its unmapped_channel when the source is not mapped.
+-- column source_detail_1 VARCHAR: hs_analytics_source_data_1 (source detail, e.g. the referring site).
+-- column source_detail_2 VARCHAR: hs_analytics_source_data_2 (source detail, e.g. the campaign).
+-- column country VARCHAR: Contact country; '(not set)' when empty.
+-- column first_conversion_event_name VARCHAR: Name of the contact's first form conversion (first_conversion_event_name).
+-- column first_conversion_at_utc TIMESTAMP: Instant of the first conversion, UTC.
+-- column recent_conversion_event_name VARCHAR: Name of the contact's most recent form conversion.
+-- column recent_conversion_at_utc TIMESTAMP: Instant of the most recent conversion, UTC.
+-- column num_conversion_events INTEGER: Number of form conversions HubSpot counted.
+-- column stage_entries STRUCT(stage VARCHAR, entered_at_utc TIMESTAMP)[]: Lifecycle-stage entries from the discovered hs_v2_date_entered_* properties: list of (stage, entered_at_utc), only stages entered.
+-- column merged_object_ids VARCHAR[]: Ids of contacts merged INTO this one (hs_merged_object_ids), as a list.
+-- column merged_into VARCHAR: For a merged-away record: the surviving contact id; else NULL.
+-- column is_archived BOOLEAN: True if the contact is archived (deleted) in HubSpot.
+-- column _content_hash UBIGINT: Hash of what staging reads from the raw record except the last-modified instant (the properties used here, archived, merged_into, createdate): an incremental build re-stages a re-delivered contact only when it differs, and otherwise just updates updated_at_utc (a search pass omits null properties that a list pass includes; same content, same hash).
 -- raw.hubspot_contacts holds one row per (portal_id, id): raw_load's upsert replaces older versions, so no
 -- dedup window is needed here (it cost a sort of the whole table); tests check the key stays unique.
 WITH latest AS (

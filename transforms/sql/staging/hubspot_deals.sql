@@ -1,20 +1,23 @@
 -- model: staging.hubspot_deals
--- partition: deal
+-- write: upsert_deals
+-- grain: one row per portal_id x deal_id
+-- key: portal_id, deal_id
+-- inputs: raw.hubspot_deals, staging.hubspot_deal_stages
 -- table: HubSpot deals, one row per portal and deal (newest stored version), properties parsed and typed, with closed/won status from the pipeline definition. Merged-away deals (a duplicate merged into the deal that survives, which lists it in hs_merged_object_ids) are left out: the survivor is the same deal and counting both would count it twice.
--- column portal_id: HubSpot portal id.
--- column deal_id: HubSpot deal id.
--- column contact_id: First associated contact id (NULL if none).
--- column contact_key: The associated contact id as an integer (see staging.hubspot_contacts.contact_key).
--- column pipeline: Deal pipeline id.
--- column deal_stage: Current deal stage id.
--- column amount: Deal amount (portal currency).
--- column created_at_utc: Deal creation instant, UTC.
--- column closed_at_utc: Close instant (closedate), UTC; for open deals the expected close.
--- column close_date: closed_at_utc as a date in the GA4 property's reporting time zone.
--- column is_closed: True if the deal's stage is closed (won or lost).
--- column is_closed_won: True if the deal is closed won (stage with win probability 1 in its pipeline, else hs_is_closed_won).
--- column is_archived: True if the deal is archived in HubSpot.
--- column _loaded_at: When the raw row was loaded (UTC); drives incremental builds.
+-- column portal_id VARCHAR NOT NULL: HubSpot portal id.
+-- column deal_id VARCHAR NOT NULL: HubSpot deal id.
+-- column contact_id VARCHAR: First associated contact id (NULL if none).
+-- column contact_key UBIGINT: The associated contact id as an integer (see staging.hubspot_contacts.contact_key).
+-- column pipeline VARCHAR: Deal pipeline id.
+-- column deal_stage VARCHAR: Current deal stage id.
+-- column amount DECIMAL(18,2): Deal amount (portal currency).
+-- column created_at_utc TIMESTAMP: Deal creation instant, UTC.
+-- column closed_at_utc TIMESTAMP: Close instant (closedate), UTC; for open deals the expected close.
+-- column close_date DATE: closed_at_utc as a date in the GA4 property's reporting time zone.
+-- column is_closed BOOLEAN: True if the deal's stage is closed (won or lost).
+-- column is_closed_won BOOLEAN: True if the deal is closed won (stage with win probability 1 in its pipeline, else hs_is_closed_won).
+-- column is_archived BOOLEAN: True if the deal is archived in HubSpot.
+-- column _loaded_at TIMESTAMP: When the raw row was loaded (UTC); drives incremental builds.
 -- raw.hubspot_deals holds one row per (portal_id, id): raw_load's upsert replaces older versions, so no
 -- dedup window is needed here (it cost a sort of the whole table); tests check the key stays unique.
 WITH merged_away AS (

@@ -1,16 +1,20 @@
 -- model: staging.hubspot_form_conversions
--- partition: contact
+-- write: upsert_contacts
+-- grain: one row per portal_id x contact_id x form_name x position x converted_at_utc
+-- key: portal_id, contact_id, form_name, position, converted_at_utc
+-- inputs: staging.hubspot_contacts, staging.hubspot_merges
 -- table: Form conversion events per contact, from first_conversion_* and recent_conversion_* (HubSpot keeps only the first and the most recent one per contact): one row per contact and distinct conversion. Merged-away contacts are left out.
--- column portal_id: HubSpot portal id.
--- column contact_id: HubSpot contact id.
--- column contact_key: The contact id as an integer (HubSpot ids are numbers): the key incremental builds join on.
--- column form_name: HubSpot conversion event (form) name.
--- column position: 'first' or 'recent': which of HubSpot's two conversion properties this row comes from.
--- column converted_at_utc: Instant of the conversion, UTC.
--- column converted_date: Date of the conversion in the GA4 property's reporting time zone.
--- column channel: The contact's channel (original source mapped onto GA4 default channel groups).
--- column country: The contact's country.
--- column is_archived: True if the contact is archived in HubSpot.
+-- column portal_id VARCHAR NOT NULL: HubSpot portal id.
+-- column contact_id VARCHAR NOT NULL: HubSpot contact id.
+-- column contact_key UBIGINT: The contact id as an integer (HubSpot ids are numbers): the key incremental builds join on.
+-- column form_name VARCHAR NOT NULL: HubSpot conversion event (form) name.
+-- column position VARCHAR NOT NULL: 'first' or 'recent': which of HubSpot's two conversion properties this row comes from.
+-- column converted_at_utc TIMESTAMP NOT NULL: Instant of the conversion, UTC.
+-- column converted_date DATE: Date of the conversion in the GA4 property's reporting time zone.
+-- column channel VARCHAR: The contact's channel (original source mapped onto GA4 default channel groups).
+-- column country VARCHAR: The contact's country.
+-- column is_archived BOOLEAN: True if the contact is archived in HubSpot.
+-- accepted position: first | recent
 WITH live AS (
     SELECT * FROM staging.hubspot_contacts AS c
     WHERE sw_in_contacts(c.portal_id, c.contact_key) AND c.merged_into IS NULL

@@ -1,11 +1,14 @@
 -- model: staging.hubspot_lifecycle_stages
--- partition: full
+-- write: replace_all
+-- grain: one row per portal_id x stage
+-- key: portal_id, stage
+-- inputs: raw.hubspot_pipelines, raw.hubspot_properties
 -- table: Contact lifecycle stages DISCOVERED per portal from the properties API: every hs_v2_date_entered_<stage> contact property, with the stage's label and order from the lifecycle pipeline when known. Custom stages appear here without any code change.
--- column portal_id: HubSpot portal (account) id.
--- column stage: Stage internal value (the <stage> of hs_v2_date_entered_<stage>), e.g. marketingqualifiedlead or a custom stage id.
--- column property_name: The contact property holding the stage-entry timestamp.
--- column stage_label: Stage label from the contacts lifecycle pipeline; the internal value when the pipeline does not list it.
--- column display_order: Stage position in the lifecycle pipeline (NULL when the pipeline does not list it).
+-- column portal_id VARCHAR NOT NULL: HubSpot portal (account) id.
+-- column stage VARCHAR NOT NULL: Stage internal value (the <stage> of hs_v2_date_entered_<stage>), e.g. marketingqualifiedlead or a custom stage id.
+-- column property_name VARCHAR: The contact property holding the stage-entry timestamp.
+-- column stage_label VARCHAR: Stage label from the contacts lifecycle pipeline; the internal value when the pipeline does not list it.
+-- column display_order INTEGER: Stage position in the lifecycle pipeline (NULL when the pipeline does not list it).
 WITH discovered AS (
     SELECT DISTINCT portal_id, name AS property_name, substr(name, 20) AS stage
     FROM raw.hubspot_properties

@@ -1,16 +1,19 @@
 -- model: staging.time_to_convert_km
--- partition: full
+-- write: replace_all
+-- grain: one row per channel x from_step x to_step x elapsed
+-- key: channel, from_step, to_step, elapsed
+-- inputs: staging.conversion_catalog, staging.hubspot_contact_stage_events, staging.hubspot_contacts, staging.hubspot_deals, staging.hubspot_merges
 -- table: Kaplan-Meier steps behind marts.time_to_convert: one row per group (channel or 'All channels' x from-step x to-step) and distinct EVENT time (plus the group's first and last observed time, where events may be 0), with the risk set, the events, the survival estimate and Greenwood's sum. Subjects are the live contacts (merged-away records left out, archived kept) that reached the from-step; the from and to times are the FIRST time the contact reached that CRM funnel step OR ANY LATER ONE (re-entries ignored; a skipped step counts as reached when a later one is entered, as in marts.funnel_daily), and for a closed-won deal the earliest close instant of a won deal. A contact that reached the to-step at or before the from-step converts at 0 days. Contacts that have not converted are censored at censor_at_utc (the data's as-of instant), never dropped.
--- column channel: The contacts' channel (original source mapped onto GA4 default channel groups), or 'All channels'.
--- column from_step: Where the clock starts: 'contact_created' or a CRM funnel step of the catalog (e.g. lifecycle_lead).
--- column to_step: The conversion the clock waits for: a later CRM funnel step or a HubSpot deal-won macro conversion of the catalog.
--- column t_days: Observed time: days from the from-step to the to-step (fractional days).
--- column elapsed: t_days as an interval (millisecond precision); with channel, from_step and to_step it identifies the row.
--- column at_risk: Subjects still unconverted and under observation just before t_days (the risk set).
--- column events: Subjects converting at exactly t_days (0 on a first/last row without events).
--- column survival: Kaplan-Meier estimate of the share NOT yet converted right after t_days (product of 1 - events/at_risk up to t_days).
--- column greenwood_sum: Running sum of events / (at_risk x (at_risk - events)) (Greenwood's variance of log survival); NULL once every subject at risk has converted.
--- column censor_at_utc: Instant at which unconverted contacts are censored: the latest last-modified instant among the contacts (the HubSpot data's as-of time, i.e. the build's view of 'now').
+-- column channel VARCHAR NOT NULL: The contacts' channel (original source mapped onto GA4 default channel groups), or 'All channels'.
+-- column from_step VARCHAR NOT NULL: Where the clock starts: 'contact_created' or a CRM funnel step of the catalog (e.g. lifecycle_lead).
+-- column to_step VARCHAR NOT NULL: The conversion the clock waits for: a later CRM funnel step or a HubSpot deal-won macro conversion of the catalog.
+-- column t_days DOUBLE: Observed time: days from the from-step to the to-step (fractional days).
+-- column elapsed INTERVAL NOT NULL: t_days as an interval (millisecond precision); with channel, from_step and to_step it identifies the row.
+-- column at_risk BIGINT: Subjects still unconverted and under observation just before t_days (the risk set).
+-- column events BIGINT: Subjects converting at exactly t_days (0 on a first/last row without events).
+-- column survival DOUBLE: Kaplan-Meier estimate of the share NOT yet converted right after t_days (product of 1 - events/at_risk up to t_days).
+-- column greenwood_sum DOUBLE: Running sum of events / (at_risk x (at_risk - events)) (Greenwood's variance of log survival); NULL once every subject at risk has converted.
+-- column censor_at_utc TIMESTAMP: Instant at which unconverted contacts are censored: the latest last-modified instant among the contacts (the HubSpot data's as-of time, i.e. the build's view of 'now').
 WITH censor AS (
     SELECT max(updated_at_utc) AS censor_at_utc FROM staging.hubspot_contacts
 ),
