@@ -1,25 +1,20 @@
 """Per-table content hashes of a warehouse's staging and marts tables, to show a refactor changed nothing.
 
-    python -m transforms.table_hashes <warehouse.duckdb>               # one line per table
-    python -m transforms.table_hashes --load-demo --build <warehouse.duckdb>  # load the demo, build, hash
-    python -m transforms.table_hashes --build <copy-of-a-raw-only-file.duckdb>  # build that raw, hash
+    python -m transforms.table_hashes <warehouse.duckdb>          # one line per table
+    python -m transforms.table_hashes --build <raw-only copy.duckdb>  # build_from_files on it, then hash
+    python -m bench.table_hashes <demo_raw.duckdb>                # a raw-only file of the demo store
 
-`--load-demo` loads the demo sandbox store (seed 7) into raw at table level (bench.transforms.
-load_raw_from_store: the shapes the fake APIs serve); `--build` runs build_from_files. Building copies of
-one raw-only file at two commits compares their builds on the same raw data even if the store changes. The hash is order-independent and exact (no
+Building copies of one raw-only file at two commits compares their builds on the same raw data, even if
+the sandbox store changes in between. The hash is order-independent and exact (no
 rounding): every value of every column, cast to text, with the column names and types in the line.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 
 import duckdb
-
-DEMO_END_DATE = dt.date(2026, 11, 22)
-DEMO_SEED = 7
 
 
 def table_hashes(
@@ -57,20 +52,6 @@ def table_hashes(
     return lines
 
 
-def load_demo(path: str) -> None:
-    from bench.transforms import load_raw_from_store
-    from connectors.sandbox.store import build_store
-
-    store = build_store("demo", seed=DEMO_SEED, end_date=DEMO_END_DATE)
-    con = duckdb.connect(path)
-    try:
-        days = (store.end_date - store.start_date).days + 1
-        load_raw_from_store(store, con, days_per_partition=days)
-    finally:
-        con.close()
-        store.close()
-
-
 def build(path: str) -> None:
     from transforms.build import build_from_files
 
@@ -84,11 +65,8 @@ def build(path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("warehouse")
-    parser.add_argument("--load-demo", action="store_true", help="load the demo store into raw first")
     parser.add_argument("--build", action="store_true", help="run build_from_files on the file first")
     args = parser.parse_args(argv)
-    if args.load_demo:
-        load_demo(args.warehouse)
     if args.build:
         build(args.warehouse)
     con = duckdb.connect(args.warehouse, read_only=True)
