@@ -44,6 +44,7 @@ from transforms.model_contracts import (
 from transforms.raw_schema import EXPECTED_RAW, ensure_raw
 from transforms.stats_models import write_statistics_model
 from transforms.write_strategies import quote, replace_from_arrow, table_exists, write_sql_model
+from transforms.zones import AccountZones, ZoneError, resolve_account_zones, set_zone_macros
 
 __all__ = [
     "BuildError",
@@ -116,31 +117,6 @@ class BuildResult:
     reason: str = ""
 
 
-def _resolve_time_zone(con: duckdb.DuckDBPyConnection, time_zone: str | None) -> str:
-    if time_zone is None:
-        if not table_exists(con, "raw", "ga4_properties"):
-            raise BuildError(
-                "no reporting time zone: pass build_all(..., time_zone='Area/City') or record the GA4 property's "
-                "time zone with transforms.raw_load.record_ga4_property() before building"
-            )
-        zones = [
-            r[0]
-            for r in con.execute("SELECT DISTINCT time_zone FROM raw.ga4_properties ORDER BY 1").fetchall()
-        ]
-        if len(zones) != 1:
-            raise BuildError(
-                f"the GA4 properties in raw.ga4_properties use {len(zones)} time zones ({', '.join(map(str, zones))}); "
-                "pass build_all(..., time_zone=...) to choose the reporting time zone"
-            )
-        time_zone = zones[0]
-    known = con.execute("SELECT count(*) FROM pg_timezone_names() WHERE name = ?", [time_zone]).fetchall()[0][
-        0
-    ]
-    if not known:
-        raise BuildError(f"time zone {time_zone!r} is not an IANA time zone name (e.g. 'America/New_York')")
-    return str(time_zone)
-
-
 def _config_fingerprint(catalog: Catalog, mapping: ChannelMapping, time_zone: str, lead_event: str) -> str:
     payload = {
         "catalog": [dataclasses.asdict(c) for c in catalog.conversions],
@@ -190,7 +166,7 @@ LOOKUP_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
         "load watermarks the next incremental build starts from.",
         {
             "config_fingerprint": "SHA-256 of catalog, mapping, time zone, settings and model SQL; a change forces a full build.",
-            "time_zone": "Reporting time zone (the GA4 property's) used for HubSpot dates.",
+            "time_zone": "Reporting time zone (the GA4 property's) used for HubSpot dates; with portals in several zones, 'per portal: <portal>=<zone>, ...' (transforms/zones.py).",
             "lead_event_name": "GA4 lead event and unsettled-days setting of the build.",
             "contacts_watermark": "Newest raw.hubspot_contacts _loaded_at the build saw.",
             "deals_watermark": "Newest raw.hubspot_deals _loaded_at the build saw.",
@@ -275,7 +251,8 @@ def build_all(
     Every incremental request also takes the HubSpot records loaded since the last build.
 
     `catalog` and `channel_mapping` are validated objects (transforms.catalog.load_*). The reporting
-    time zone is `time_zone` or the one recorded for the GA4 property (raw_load.record_ga4_property).
+    time zone is `time_zone` or the one recorded for the GA4 property (raw_load.record_ga4_property); each
+    HubSpot portal recorded with raw_load.record_hubspot_portal has its days cut in its own zone (transforms/zones.py).
     `unsettled_days`: GA4 revises its most recent days (about 48 h), so the windows of segment_summary
     and micro_macro_lift end that many days before the last GA4 date (daily marts keep every day).
     `follow_up_days`: micro_macro_lift's contact basis follows each contact this many days from creation
@@ -289,9 +266,12 @@ def build_all(
         raise BuildError(
             "build_all needs a Catalog and a ChannelMapping from transforms.catalog.load_catalog/load_channel_mapping"
         )
-    zone = _resolve_time_zone(con, time_zone)
+    try:
+        zones = resolve_account_zones(con, time_zone)  # each portal's zone and property (transforms/zones.py)
+    except ZoneError as exc:
+        raise BuildError(str(exc)) from None
     fingerprint = _config_fingerprint(
-        catalog, channel_mapping, zone, f"{lead_event_name}|{unsettled_days}|{follow_up_days}"
+        catalog, channel_mapping, zones.fingerprint(), f"{lead_event_name}|{unsettled_days}|{follow_up_days}"
     )
     requested: list[dt.date] | Literal["changed"] | None
     if dates is None or dates == "changed":
@@ -305,7 +285,7 @@ def build_all(
     try:
         con.execute("SET VARIABLE sw_unsettled_days = ?", [unsettled_days])
         con.execute("SET VARIABLE sw_follow_up_days = ?", [follow_up_days])
-        result = _build(con, catalog, channel_mapping, requested, zone, lead_event_name, fingerprint, gate)
+        result = _build(con, catalog, channel_mapping, requested, zones, lead_event_name, fingerprint, gate)
     except BaseException:
         con.execute("ROLLBACK")
         raise
@@ -318,7 +298,7 @@ def _build(
     catalog: Catalog,
     mapping: ChannelMapping,
     requested: list[dt.date] | Literal["changed"] | None,
-    zone: str,
+    zones: AccountZones,
     lead_event: str,
     fingerprint: str,
     gate: stats.MinimumSample,
@@ -328,7 +308,8 @@ def _build(
     ensure_raw(con)
     anomalies.ensure_state(con)  # the alert delivery state that marts.conversion_anomalies reads
     con.execute(MACROS_SQL)
-    con.execute("SET VARIABLE sw_time_zone = ?", [zone])
+    con.execute("SET VARIABLE sw_time_zone = ?", [zones.default_zone])
+    set_zone_macros(con, zones)
     con.execute("SET VARIABLE sw_unmapped_channel = ?", [mapping.unmapped_channel])
     con.execute("SET VARIABLE sw_lead_event = ?", [lead_event])
     # The stage-entry properties staging parses (the DISTINCT names staging.hubspot_lifecycle_stages
@@ -398,7 +379,7 @@ def _build(
         ]
         result.contacts = scope.scalar(con, "SELECT count(*) FROM sw_scope_contacts")
         result.deals = scope.scalar(con, "SELECT count(*) FROM sw_scope_deals")
-    _write_state(con, fingerprint, zone, lead_event)
+    _write_state(con, fingerprint, zones.state_label(), lead_event)
     counts = " UNION ALL ".join(f"SELECT '{table}', count(*) FROM marts.{table}" for table in MART_TABLES)
     result.row_counts = {name: int(rows) for name, rows in con.execute(counts).fetchall()}
     return result

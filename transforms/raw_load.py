@@ -29,6 +29,7 @@ __all__ = [
     "replace_hubspot_metadata",
     "append_request_log",
     "record_ga4_property",
+    "record_hubspot_portal",
     "REQUEST_LOG_COLUMNS",
 ]
 
@@ -254,6 +255,50 @@ def record_ga4_property(
         con.execute(
             "INSERT INTO raw.ga4_properties VALUES (?, ?, ?, ?)",
             [str(property_id), time_zone, currency_code, loaded_at or _utc_now()],
+        )
+
+
+def record_hubspot_portal(
+    con: duckdb.DuckDBPyConnection,
+    portal_id: str,
+    *,
+    time_zone: str,
+    property_id: str | None = None,
+    hub_id: str | None = None,
+    currency_code: str | None = None,
+    loaded_at: dt.datetime | None = None,
+) -> None:
+    """Remember a HubSpot portal's time zone (GET /account-info/v3/details) and the GA4 property it is paired
+    with (the accounts configuration: the property whose visitors become its contacts; None: unpaired).
+
+    ``portal_id`` is the label the portal's rows carry in raw.hubspot_* (HubSpotSettings.portal_id);
+    ``hub_id`` HubSpot's own portalId. The build cuts the portal's UTC instants into days in ``time_zone``
+    and puts its rows next to the paired property's GA4 rows (raw.hubspot_portals).
+    """
+    valid = con.execute("SELECT count(*) FROM pg_timezone_names() WHERE name = ?", [time_zone]).fetchall()[0][
+        0
+    ]
+    if not valid:
+        raise RawLoadError(
+            f"HubSpot portal {portal_id}: time zone {time_zone!r} is not an IANA time zone name"
+        )
+    with _transaction(con):
+        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS raw.hubspot_portals (portal_id VARCHAR, time_zone VARCHAR, "
+            "property_id VARCHAR, hub_id VARCHAR, currency_code VARCHAR, _loaded_at TIMESTAMP)"
+        )
+        con.execute("DELETE FROM raw.hubspot_portals WHERE portal_id = ?", [str(portal_id)])
+        con.execute(
+            "INSERT INTO raw.hubspot_portals VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                str(portal_id),
+                time_zone,
+                None if property_id is None else str(property_id),
+                None if hub_id is None else str(hub_id),
+                currency_code,
+                loaded_at or _utc_now(),
+            ],
         )
 
 

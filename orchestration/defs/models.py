@@ -397,9 +397,12 @@ def ga4_leads_match_hubspot_contacts(warehouse: WarehouseResource) -> dg.AssetCh
     with warehouse.connect(read_only=True) as con:
         if not table_exists(con, "marts", "channel_funnel_daily"):
             return _missing(table)
+        # One row per property (and its paired portal): a portal's contacts are compared with its own
+        # property's leads, each on its own local days; a web-only property has no contacts to compare.
         rows = con.execute(
-            "SELECT date, channel, coalesce(leads, 0), coalesce(contacts_created, 0) "
-            "FROM marts.channel_funnel_daily WHERE date IS NOT NULL ORDER BY 1, 2"
+            "SELECT date, channel, property_id, coalesce(leads, 0), coalesce(contacts_created, 0) "
+            "FROM marts.channel_funnel_daily WHERE date IS NOT NULL AND (portal_id IS NOT NULL OR NOT EXISTS "
+            "(SELECT 1 FROM marts.channel_funnel_daily WHERE portal_id IS NOT NULL)) ORDER BY 1, 2, 3"
         ).fetchall()
         # Records without a creation date (merged-away contacts HubSpot only names) have no day to
         # compare on; they are counted, not compared.
@@ -408,10 +411,11 @@ def ga4_leads_match_hubspot_contacts(warehouse: WarehouseResource) -> dg.AssetCh
         ).fetchall()[0][0]
     off = [
         {"date": str(d), "channel": c, "ga4_leads": int(lead), "hubspot_contacts": int(n)}
-        for d, c, lead, n in rows
+        | {"property_id": prop}
+        for d, c, prop, lead, n in rows
         if abs(lead - n) > max(2.0, tolerance * max(lead, n))
     ]
-    exact = sum(1 for _, _, lead, n in rows if lead == n)
+    exact = sum(1 for _, _, _, lead, n in rows if lead == n)
     return dg.AssetCheckResult(
         passed=not off,
         metadata={

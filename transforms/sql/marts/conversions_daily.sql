@@ -3,7 +3,7 @@
 -- grain: one row per date x source_system x source_id x conversion_name x tier x kind x channel x device_category x country x visitor_type x conversion_unit
 -- key: date, source_system, source_id, conversion_name, tier, kind, channel, device_category, country, visitor_type, conversion_unit
 -- inputs: staging.conversion_catalog, staging.ga4_events, staging.hubspot_contact_stage_events, staging.hubspot_contacts, staging.hubspot_deals, staging.hubspot_form_conversions
--- table: Counts (and value) of every catalog conversion, both tiers, per day, source and segment. GA4 rows: one per date x property x conversion x channel x device x country x visitor type. HubSpot rows: one per date x portal x conversion x channel x country (device_category and visitor_type are NULL: the CRM does not know them); the date is the event's instant in the GA4 property's reporting time zone.
+-- table: Counts (and value) of every catalog conversion, both tiers, per day, source and segment. GA4 rows: one per date x property x conversion x channel x device x country x visitor type. HubSpot rows: one per date x portal x conversion x channel x country (device_category and visitor_type are NULL: the CRM does not know them); the date is the event's instant in the portal's time zone (raw.hubspot_portals; the GA4 property's reporting zone for a portal without a record).
 -- column date DATE NOT NULL: Date of the conversion (property-local).
 -- column source_system VARCHAR NOT NULL: 'ga4' or 'hubspot'.
 -- column source_id VARCHAR NOT NULL: GA4 property id or HubSpot portal id.

@@ -42,7 +42,7 @@ ordered AS (
     FROM entries
 )
 SELECT o.portal_id, o.contact_id, o.contact_key, o.stage, coalesce(o.stage_label, o.stage) AS stage_label, o.entered_at_utc,
-    sw_local_date(o.entered_at_utc) AS entered_date, o.channel, o.country, o.is_archived,
+    sw_portal_date(o.portal_id, o.entered_at_utc) AS entered_date, o.channel, o.country, o.is_archived,
     o.display_order AS stage_order,
     coalesce(o.stage = o.lifecycle_stage, false) AS is_current_stage,
     coalesce(o.display_order IS NOT NULL AND o.entered_at_utc > o.later_stage_entered_at, false) AS entered_after_later_stage,

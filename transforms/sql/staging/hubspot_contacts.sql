@@ -45,7 +45,7 @@ SELECT
     x.id AS contact_id,
     sw_contact_key(x.id) AS contact_key,
     x.created_at_utc,
-    sw_local_date(x.created_at_utc) AS created_date,
+    sw_portal_date(x.portal_id, x.created_at_utc) AS created_date,
     x.updated_at_utc,
     nullif(trim(x.p[3]), '') AS lifecycle_stage,
     x.hs_analytics_source,

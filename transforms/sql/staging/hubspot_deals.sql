@@ -44,7 +44,7 @@ SELECT
     TRY_CAST(d.p[3] AS DECIMAL(18, 2)) AS amount,
     sw_utc(coalesce(sw_hs_instant(d.p[4]), sw_hs_instant(CAST(d.created_at AS VARCHAR)))) AS created_at_utc,
     sw_utc(sw_hs_instant(d.p[5])) AS closed_at_utc,
-    sw_local_date(sw_utc(sw_hs_instant(d.p[5]))) AS close_date,
+    sw_portal_date(d.portal_id, sw_utc(sw_hs_instant(d.p[5]))) AS close_date,
     coalesce(s.is_closed, d.p[6] = 'true') AS is_closed,
     coalesce(s.is_won, d.p[6] = 'true') AS is_closed_won,
     coalesce(d.archived, false) AS is_archived,

@@ -21,12 +21,12 @@ WITH live AS (
       AND NOT EXISTS (SELECT 1 FROM staging.hubspot_merges AS m WHERE m.portal_id = c.portal_id AND m.merged_id = c.contact_id)
 )
 SELECT portal_id, contact_id, contact_key, first_conversion_event_name AS form_name, 'first' AS position,
-    first_conversion_at_utc AS converted_at_utc, sw_local_date(first_conversion_at_utc) AS converted_date,
+    first_conversion_at_utc AS converted_at_utc, sw_portal_date(portal_id, first_conversion_at_utc) AS converted_date,
     channel, country, is_archived
 FROM live WHERE first_conversion_event_name IS NOT NULL
 UNION ALL
 SELECT portal_id, contact_id, contact_key, recent_conversion_event_name, 'recent', recent_conversion_at_utc,
-    sw_local_date(recent_conversion_at_utc), channel, country, is_archived
+    sw_portal_date(portal_id, recent_conversion_at_utc), channel, country, is_archived
 FROM live
 WHERE recent_conversion_event_name IS NOT NULL
   AND (first_conversion_event_name IS NULL
