@@ -322,6 +322,30 @@ class HubSpotClient:
         }
         return pa.RecordBatch.from_pydict(rows, schema=PROPERTIES_SCHEMA)
 
+    def account_details(self) -> dict[str, Any]:
+        """The portal's account settings (``GET /account-info/v3/details``): ``portalId``, ``timeZone`` (the
+        zone the portal's days are cut in; record it with transforms.raw_load.record_hubspot_portal),
+        ``companyCurrency``, ``uiDomain``, ``dataHostingLocation``. One general-bucket request, logged."""
+        entry = RequestLog(self.settings.run_id, self.settings.portal_id, "account_details", "metadata")
+        # The SDK has no account-info API: its generated client's call_api, with the token it holds.
+        api_client = self._api("contacts", "basic_api").api_client
+
+        def get_account_details(**kwargs: Any) -> Any:
+            return api_client.call_api(
+                "/account-info/v3/details",
+                "GET",
+                header_params={"Accept": "application/json"},
+                auth_settings=["oauth2"],
+                response_types_map={},
+                _return_http_data_only=True,
+                **kwargs,
+            )
+
+        try:
+            return self._call(entry, GENERAL, get_account_details)
+        finally:
+            self._finish(entry)
+
     def pipelines(self, object_type: str) -> pa.RecordBatch:
         if object_type not in ("deals", "contacts"):
             raise HubSpotConfigError(f"HubSpot pipelines exist for deals and contacts, not {object_type!r}")

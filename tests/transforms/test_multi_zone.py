@@ -9,7 +9,6 @@ import datetime as dt
 import shutil
 
 import duckdb
-import hubspot
 import pandas as pd
 import pytest
 
@@ -54,16 +53,6 @@ def _hubspot(base_url: str, token: str, portal_id: str) -> HubSpotClient:
             limiter_margin_seconds=0.05,
         )
     )
-
-
-def _portal_zone(base_url: str, token: str) -> tuple[str, int]:
-    """The portal's time zone and Hub ID, as HubSpot's account-info endpoint answers them."""
-    body = (
-        hubspot.HubSpot(access_token=token, host=base_url)
-        .api_request({"method": "GET", "path": "/account-info/v3/details", "base_url": base_url})
-        .json()
-    )
-    return body["timeZone"], body["portalId"]
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +108,17 @@ def raw_file(multi, tmp_path_factory):
 
 
 def _record_portals(con, base_url: str) -> None:
+    """What the ingest records per portal: its zone and Hub ID from HubSpot's account-info (through the real
+    connector), and the property the accounts configuration pairs it with."""
     for portal in PORTALS:
-        zone, hub_id = _portal_zone(base_url, portal.token)
+        details = _hubspot(base_url, portal.token, str(portal.portal_id)).account_details()
         raw_load.record_hubspot_portal(
-            con, str(portal.portal_id), time_zone=zone, property_id=portal.property_id, hub_id=str(hub_id)
+            con,
+            str(portal.portal_id),
+            time_zone=details["timeZone"],
+            property_id=portal.property_id,
+            hub_id=str(details["portalId"]),
+            currency_code=details["companyCurrency"],
         )
 
 
