@@ -43,7 +43,7 @@ from transforms.model_contracts import (
 )
 from transforms.raw_schema import EXPECTED_RAW, ensure_raw
 from transforms.stats_models import write_statistics_model
-from transforms.write_strategies import quote, replace_from_arrow, table_exists, write_sql_model
+from transforms.write_strategies import quote, replace_from_arrow, write_sql_model
 from transforms.zones import AccountZones, ZoneError, resolve_account_zones, set_zone_macros
 
 __all__ = [
