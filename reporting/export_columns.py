@@ -29,8 +29,8 @@ TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
         "source_system", "source_id", "conversion_name", "tier", "kind", "channel", "device_category",
         "country", "visitor_type", "unit", "conversion_unit", "sessions_basis",
     ),
-    "funnel_daily": ("funnel_name", "step_name", "tier", "unit", "count_unit", "source_system"),
-    "channel_funnel_daily": ("channel",),
+    "funnel_daily": ("funnel_name", "step_name", "tier", "unit", "count_unit", "source_system", "portal_id"),
+    "channel_funnel_daily": ("channel", "portal_id"),
     "segment_summary": (
         "tier", "conversion_name", "segment_dimension", "segment_value", "unit", "source_system",
         "test_method", "gate_reason",

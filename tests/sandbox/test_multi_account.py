@@ -269,7 +269,7 @@ def test_single_store_default_is_unchanged():
 
 
 def test_pipeline_setting_starts_the_multi_account_sandbox():
-    from orchestration import resources
+    from orchestration import connections as resources
     from orchestration.settings import StepwiseConfigError, load_settings
 
     with pytest.raises(StepwiseConfigError, match="STEPWISE_SANDBOX_ACCOUNTS"):
