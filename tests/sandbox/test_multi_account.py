@@ -296,3 +296,23 @@ def test_pipeline_setting_starts_the_multi_account_sandbox():
             for key in [k for k, h in resources._SANDBOX.items() if h is handle]:
                 del resources._SANDBOX[key]
         handle.accounts.close()
+
+
+@pytest.mark.parametrize("seed", [7, 11, 23, 42, 99, 123])
+def test_pair_truths_hold_on_several_seeds(seed):
+    """Per property-local date and channel, GA4 leads == contacts created, in each store's own zone, and the
+    stores differ (their own seeds), on seed 7 and five others."""
+    sandbox = MultiAccountSandbox(seed=seed, days=10, end_date=END, scale=0.1)
+    try:
+        fingerprints = set()
+        for spec in PROPERTIES:
+            store = sandbox.store(spec.property_id)
+            assert store.seed == seed + spec.seed_offset and store.time_zone == spec.time_zone
+            truth = sandbox.truth(spec.property_id)
+            leads = truth.ga4_leads_by_day_channel()
+            assert leads["n"].sum() > 0
+            assert leads.equals(truth.contacts_created_by_day_channel()), (seed, spec.property_id)
+            fingerprints.add(store.fingerprint())
+        assert len(fingerprints) == len(PROPERTIES)
+    finally:
+        sandbox.close()
