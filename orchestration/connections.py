@@ -352,6 +352,16 @@ def sandbox_from_env() -> tuple[bool, bool]:
     return settings.ga4_is_sandbox, settings.hubspot_is_sandbox
 
 
+def _file_property_ids(settings: StepwiseSettings) -> tuple[str, ...]:
+    from orchestration.accounts import configured_accounts
+
+    return (
+        tuple(p.property_id for p in configured_accounts(settings).properties)
+        if settings.accounts_path
+        else ()
+    )
+
+
 def build_resources(settings: StepwiseSettings | None = None) -> dict[str, dg.ConfigurableResource]:
     """The resources of the code location; the one place that picks the sandbox or the real APIs."""
     settings = settings or load_settings()
@@ -360,7 +370,7 @@ def build_resources(settings: StepwiseSettings | None = None) -> dict[str, dg.Co
         ga4 = SandboxGa4Resource(lookback_days=settings.lookback_days)
     else:
         ga4 = Ga4Resource(
-            property_ids=",".join(settings.ga4_property_ids or ()),
+            property_ids=",".join(settings.ga4_property_ids or _file_property_ids(settings)),
             credentials_file=settings.ga4_credentials_file,
             api_endpoint=settings.ga4_api_endpoint,
             lookback_days=settings.lookback_days,
@@ -368,6 +378,9 @@ def build_resources(settings: StepwiseSettings | None = None) -> dict[str, dg.Co
     hubspot: HubSpotResource
     if settings.hubspot_is_sandbox:
         hubspot = SandboxHubSpotResource()
+    elif settings.accounts_path:
+        # Each portal's steps read the token its accounts-file entry names (orchestration/defs/ingest.py).
+        hubspot = HubSpotResource(access_token="", host=settings.hubspot_host)
     else:
         hubspot = HubSpotResource(
             # An EnvVar, not the value: the Dagster UI shows a resource's configuration.

@@ -45,9 +45,10 @@ def load_ga4_days(
 
 
 def ga4_flagged_days(
-    con: duckdb.DuckDBPyConnection, table: str, start: dt.date, end: dt.date
+    con: duckdb.DuckDBPyConnection, table: str, start: dt.date, end: dt.date, property_id: str | None = None
 ) -> list[tuple[dt.date, str]]:
-    """(date, flag) for every loaded day in the range where GA4 raised a quality flag."""
+    """(date, flag) for every loaded day in the range where GA4 raised a quality flag (of one property
+    when `property_id` is given: an account's check speaks of its own days)."""
     if not table_exists(con, "raw", table):
         return []
     present = {name for name, _, _ in columns(con, "raw", table)}
@@ -58,8 +59,9 @@ def ga4_flagged_days(
         out += [
             (d, flag)
             for (d,) in con.execute(
-                f'SELECT DISTINCT date FROM raw."{table}" WHERE "{flag}" AND date BETWEEN ? AND ? ORDER BY 1',
-                [start, end],
+                f'SELECT DISTINCT date FROM raw."{table}" WHERE "{flag}" AND date BETWEEN ? AND ? '
+                "AND (? IS NULL OR property_id = ?) ORDER BY 1",
+                [start, end, property_id, property_id],
             ).fetchall()
         ]
     return out

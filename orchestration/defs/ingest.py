@@ -7,6 +7,13 @@ loader replaces each (property, date) slice on its own, so adding a property onl
 Backfills run as a single run over the whole range (BackfillPolicy.single_run), which costs one GA4
 request per spec and property instead of one per day.
 
+With an accounts file (STEPWISE_ACCOUNTS), every asset above exists once per account (a GA4 property and
+the HubSpot portal paired with it), keyed raw/<label>/<table>, partitioned by that property's own local
+days (a DailyPartitionsDefinition in its reporting zone), and run by the account's own job and schedule
+(jobs.py): one account's failure, backfill or late day never touches another's. Each GA4 step first checks
+the custom reports against the property's metadata and the property's reporting zone against the file,
+before any report request. Custom reports land in raw.ga4_custom_<name> (an asset per account each).
+
 HubSpot objects are incremental: a partition fetches the records whose last modification falls in
 that day (UTC instants of the local day) and upserts them by (portal_id, id); the first sync of a
 portal fetches everything modified before the end of the range. The window starts no later than the
@@ -26,9 +33,18 @@ import dagster as dg
 from connectors.ga4 import Ga4ConfigError, default_report_specs, plan_windows
 from connectors.hubspot import HubSpotConfigError
 from orchestration import ingest_writes
+from orchestration.accounts import Accounts, Ga4Property, HubSpotPortal, configured_accounts
 from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
 from orchestration.model_lineage import load_model_config
-from orchestration.settings import DAILY, DUCKDB_POOL, OWNERS, StepwiseConfigError, time_zone
+from orchestration.settings import (
+    DAILY,
+    DUCKDB_POOL,
+    OWNERS,
+    StepwiseConfigError,
+    load_settings,
+    named_secret,
+    time_zone,
+)
 from orchestration.table_meta import table_exists, table_metadata
 from orchestration.warehouse import WarehouseResource
 from transforms import raw_load
@@ -41,6 +57,77 @@ GA4_KINDS = {"ga4", "duckdb"}
 HUBSPOT_KINDS = {"hubspot", "duckdb"}
 HUBSPOT_OBJECTS = ("contacts", "companies", "deals")
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+# The accounts of this code location (read at load time, like the partitions): the STEPWISE_ACCOUNTS file,
+# or the one-property shorthand, whose assets keep their one-account shape (unprefixed keys, DAILY).
+ACCOUNTS: Accounts = configured_accounts()
+PER_ACCOUNT = ACCOUNTS.source == "file"
+
+
+def _account_daily(prop: Ga4Property) -> dg.DailyPartitionsDefinition:
+    """The property's own local days: partition windows, backfills and the schedule in its zone."""
+    return dg.DailyPartitionsDefinition(
+        start_date=load_settings().start_date.isoformat(), timezone=prop.time_zone
+    )
+
+
+ACCOUNT_DAILY: dict[str, dg.DailyPartitionsDefinition] = (
+    {p.label: _account_daily(p) for p in ACCOUNTS.properties} if PER_ACCOUNT else {}
+)
+
+
+def raw_key(table: str, account: Ga4Property | None = None) -> dg.AssetKey:
+    return dg.AssetKey(["raw", table] if account is None else ["raw", account.label, table])
+
+
+def account_tags(account: Ga4Property | None) -> dict[str, str]:
+    return {} if account is None else {"stepwise/account": account.label}
+
+
+def account_ga4(ga4: Ga4Resource, account: Ga4Property) -> Ga4Resource:
+    """The GA4 connection narrowed to one property: its metadata, zone and quota are its own."""
+    return Ga4Resource(
+        property_ids=account.property_id,
+        credentials_file=ga4.credentials_file,
+        api_endpoint=ga4.api_endpoint,
+        lookback_days=ga4.lookback_days,
+        page_size=ga4.page_size,
+    )
+
+
+def account_hubspot(hubspot: HubSpotResource, portal: HubSpotPortal) -> HubSpotResource:
+    """The HubSpot connection of one portal, with the token from the variable the file names."""
+    token = named_secret(portal.token_env) if portal.token_env else None
+    if token is None:
+        raise StepwiseConfigError(
+            f"{ACCOUNTS.where(portal, 'hubspot_portals token_env')}: the environment variable "
+            f"{portal.token_env} that should hold portal '{portal.label}''s token is not set. Fix: set "
+            f"{portal.token_env} to the private app's access token in the environment of the runs"
+        )
+    return HubSpotResource(access_token=token, portal_id=portal.portal_id, host=hubspot.host)
+
+
+def check_account_ga4(client: Any, account: Ga4Property, spec: Any, day: dt.date) -> str:
+    """Before any report request of an account's GA4 step: every custom report of the account against the
+    property's metadata, then the property's reporting zone against the file. Returns the zone."""
+    for report in ACCOUNTS.reports_for(account.label):
+        try:
+            client.validate([report.spec], source=ACCOUNTS.where(report, "custom_reports"))
+        except Ga4ConfigError as exc:
+            raise Ga4ConfigError(
+                f"{exc}. Fix: list only dimensions and metrics the property's metadata offers "
+                "(GA4 Data API getMetadata), or name the report's 'properties'"
+            ) from None
+    client.validate([spec])
+    zone = str(client.reporting_time_zone(account.property_id, min(day, dt.date.today())))
+    if zone != account.time_zone:
+        raise Ga4ConfigError(
+            f"{ACCOUNTS.where(account, 'ga4_properties time_zone')}: the file says property "
+            f"{account.property_id} ('{account.label}') reports in {account.time_zone}, GA4 says {zone}. "
+            f"Fix: set 'time_zone: {zone}' (GA4 Admin > Property settings > Reporting time zone), then "
+            "backfill the account: its days were cut in the wrong zone"
+        )
+    return zone
 
 
 def partition_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
@@ -103,6 +190,17 @@ def request_metadata(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return meta
 
 
+def _no_table_metadata(
+    con: Any, schema: str, table: str, *, data_source: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """A report with no row yet has no table (raw tables take their columns from the first batch)."""
+    return {
+        "data_source": dg.MetadataValue.text(data_source),
+        "dagster/row_count": dg.MetadataValue.int(0),
+        **extra,
+    }
+
+
 # --- GA4 ------------------------------------------------------------------------------------------
 
 
@@ -114,9 +212,15 @@ def ga4_quality_check_name() -> str:
     return "no_thresholding_or_other_row"
 
 
-def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
+def build_ga4_asset(spec: Any, account: Ga4Property | None = None) -> dg.AssetsDefinition:
     table = f"ga4_{spec.name}"
-    key = dg.AssetKey(["raw", table])
+    key = raw_key(table, account)
+    partitions = DAILY if account is None else ACCOUNT_DAILY[account.label]
+    whose = (
+        "every configured property"
+        if account is None
+        else f"GA4 property {account.property_id} ('{account.label}', days in {account.time_zone})"
+    )
     dims = ", ".join(spec.dimensions)
     mets = ", ".join(spec.metrics)
 
@@ -126,11 +230,12 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
         kinds=GA4_KINDS,
         owners=OWNERS,
         pool=DUCKDB_POOL,
-        partitions_def=DAILY,
+        partitions_def=partitions,
         backfill_policy=SINGLE_RUN,
+        tags=account_tags(account),
         description=(
-            f"GA4 report `{spec.name}` (dimensions: {dims}; metrics: {mets}) for every configured "
-            f"property, one slice per (property, date), with GA4's thresholding / '(other)' / sampling flags."
+            f"GA4 report `{spec.name}` (dimensions: {dims}; metrics: {mets}) for {whose}, "
+            f"one slice per (property, date), with GA4's thresholding / '(other)' / sampling flags."
         ),
         check_specs=[
             dg.AssetCheckSpec(
@@ -151,16 +256,25 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
         try:
             warehouse.check_config()
             catalog, _mapping = load_model_config()
-            client = ga4.make_client(run_id=context.run.run_id)
-            client.validate([spec])
-            for property_id in ga4.property_id_list():
+            source = ga4 if account is None else account_ga4(ga4, account)
+            client = source.make_client(run_id=context.run.run_id)
+            zones: dict[str, str] = {}
+            if account is not None:
+                zones[account.property_id] = check_account_ga4(client, account, spec, end)
+            else:
+                client.validate([spec])
+            for property_id in source.property_id_list():
                 catalog.check_ga4_metadata(dimensions=client.metadata(property_id)[0])
             # The partition range, plus the days before it that GA4 may still be revising.
             windows = plan_windows(
-                start, end, lookback_days=ga4.lookback_days, earliest=DAILY.start.date(), mode="incremental"
+                start,
+                end,
+                lookback_days=ga4.lookback_days,
+                earliest=partitions.start.date(),
+                mode="incremental",
             )
             fetched: list[tuple[str, Any, list[Any]]] = []
-            for property_id in ga4.property_id_list():
+            for property_id in source.property_id_list():
                 for window in windows:
                     context.log.info(f"GA4 {spec.name}: property {property_id}, {window} ({window.mode})")
                     batches = list(
@@ -173,16 +287,19 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
             raise clear_failure(exc, "GA4") from exc
         log_entries = list(client.request_log)
         with warehouse.connect() as con:
-            for property_id in ga4.property_id_list():
-                raw_load.record_ga4_property(con, property_id, time_zone=ga4_time_zone(client, property_id))
+            for property_id in source.property_id_list():
+                zone = zones.get(property_id) or ga4_time_zone(client, property_id)
+                raw_load.record_ga4_property(con, property_id, time_zone=zone)
             for property_id, window, batches in fetched:
                 ingest_writes.load_ga4_days(
                     con, spec.name, batches, property_id=property_id, start=window.start, end=window.end
                 )
             first_replaced = min(w.start for w in windows)
             ingest_writes.append_request_log(con, log_entries, run_id=context.run.run_id)
-            flagged = ingest_writes.ga4_flagged_days(con, table, first_replaced, end)
-            meta = table_metadata(
+            flagged = ingest_writes.ga4_flagged_days(
+                con, table, first_replaced, end, None if account is None else account.property_id
+            )
+            meta = (table_metadata if table_exists(con, "raw", table) else _no_table_metadata)(
                 con,
                 "raw",
                 table,
@@ -235,17 +352,19 @@ def build_ga4_asset(spec: Any) -> dg.AssetsDefinition:
 # --- HubSpot ---------------------------------------------------------------------------------------
 
 
-def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
+def build_hubspot_object_asset(object_type: str, account: Ga4Property | None = None) -> dg.AssetsDefinition:
     table = f"hubspot_{object_type}"
+    paired = None if account is None else ACCOUNTS.portal_for(account.label)
 
     @dg.asset(
-        key=["raw", table],
+        key=raw_key(table, account),
         group_name=INGEST_GROUP,
         kinds=HUBSPOT_KINDS,
         owners=OWNERS,
         pool=DUCKDB_POOL,
-        partitions_def=DAILY,
+        partitions_def=DAILY if account is None else ACCOUNT_DAILY[account.label],
         backfill_policy=SINGLE_RUN,
+        tags=account_tags(account),
         description=(
             f"HubSpot CRM {object_type}, incremental by last modification (a partition = records last "
             f"modified that day), upserted by (portal_id, id); archived and merged records flagged."
@@ -264,14 +383,15 @@ def build_hubspot_object_asset(object_type: str) -> dg.AssetsDefinition:
         try:
             warehouse.check_config()
             load_model_config()
-            portal = hubspot.portal()
+            source = hubspot if paired is None else account_hubspot(hubspot, paired)
+            portal = source.portal()
             with warehouse.connect() as con:
                 first_sync = not ingest_writes.hubspot_has_rows(con, table, portal)
                 data_cursor = None if first_sync else hubspot_data_cursor(con, table, portal)
             since = hubspot_since(since, data_cursor, first_sync)
             mode = "full" if first_sync else "incremental"
             context.log.info(f"HubSpot {object_type}: {mode} sync, modified {since or 'ever'} .. {until}")
-            client = hubspot.make_client(run_id=context.run.run_id)
+            client = source.make_client(run_id=context.run.run_id)
             # Pages stream from the API straight into the upsert's transaction, so memory stays flat
             # on a first full sync of a large portal; a failure mid-stream rolls the whole load back.
             rows_upserted = 0
@@ -346,16 +466,18 @@ def hubspot_data_cursor(con: Any, table: str, portal: str) -> dt.datetime | None
     return found.astimezone(dt.UTC)
 
 
-def build_hubspot_reference_asset(kind: str) -> dg.AssetsDefinition:
+def build_hubspot_reference_asset(kind: str, account: Ga4Property | None = None) -> dg.AssetsDefinition:
     table = f"hubspot_{kind}"
     object_types = ("contacts", "deals", "companies") if kind == "properties" else ("deals", "contacts")
+    paired = None if account is None else ACCOUNTS.portal_for(account.label)
 
     @dg.asset(
-        key=["raw", table],
+        key=raw_key(table, account),
         group_name=INGEST_GROUP,
         kinds=HUBSPOT_KINDS,
         owners=OWNERS,
         pool=DUCKDB_POOL,
+        tags=account_tags(account),
         description=(
             f"HubSpot {kind} of {', '.join(object_types)} (replaced per portal each run): "
             + (
@@ -374,8 +496,9 @@ def build_hubspot_reference_asset(kind: str) -> dg.AssetsDefinition:
         warn_if_sandbox(context, hubspot)
         try:
             warehouse.check_config()
-            portal = hubspot.portal()
-            client = hubspot.make_client(run_id=context.run.run_id)
+            source = hubspot if paired is None else account_hubspot(hubspot, paired)
+            portal = source.portal()
+            client = source.make_client(run_id=context.run.run_id)
             fetch = client.properties if kind == "properties" else client.pipelines
             batches = [fetch(object_type) for object_type in object_types]
         except CONFIG_ERRORS as exc:
@@ -395,10 +518,40 @@ def build_hubspot_reference_asset(kind: str) -> dg.AssetsDefinition:
     return hubspot_reference_asset
 
 
-GA4_ASSETS = [build_ga4_asset(spec) for spec in _ga4_specs()]
-HUBSPOT_OBJECT_ASSETS = [build_hubspot_object_asset(o) for o in HUBSPOT_OBJECTS]
-HUBSPOT_REFERENCE_ASSETS = [build_hubspot_reference_asset(k) for k in ("properties", "pipelines")]
+if not PER_ACCOUNT:
+    GA4_ASSETS = [build_ga4_asset(spec) for spec in _ga4_specs()]
+    HUBSPOT_OBJECT_ASSETS = [build_hubspot_object_asset(o) for o in HUBSPOT_OBJECTS]
+    HUBSPOT_REFERENCE_ASSETS = [build_hubspot_reference_asset(k) for k in ("properties", "pipelines")]
+else:
+    # One of each per account; HubSpot ones only for an account with a paired portal.
+    GA4_ASSETS = [
+        build_ga4_asset(spec, prop)
+        for prop in ACCOUNTS.properties
+        for spec in [*_ga4_specs(), *(r.spec for r in ACCOUNTS.reports_for(prop.label))]
+    ]
+    HUBSPOT_OBJECT_ASSETS = [
+        build_hubspot_object_asset(o, prop)
+        for prop in ACCOUNTS.properties
+        if ACCOUNTS.portal_for(prop.label)
+        for o in HUBSPOT_OBJECTS
+    ]
+    HUBSPOT_REFERENCE_ASSETS = [
+        build_hubspot_reference_asset(k, prop)
+        for prop in ACCOUNTS.properties
+        if ACCOUNTS.portal_for(prop.label)
+        for k in ("properties", "pipelines")
+    ]
 INGEST_ASSETS = [*GA4_ASSETS, *HUBSPOT_OBJECT_ASSETS, *HUBSPOT_REFERENCE_ASSETS]
+# Raw table -> the assets that write it (one per account with an accounts file): what the models depend on.
+RAW_TABLE_KEYS: dict[str, list[dg.AssetKey]] = {}
+for _assets in INGEST_ASSETS:
+    for _key in _assets.keys:
+        RAW_TABLE_KEYS.setdefault(_key.path[-1], []).append(_key)
+
+
+def account_ingest_keys(label: str) -> list[dg.AssetKey]:
+    """The ingest assets of one account (its GA4 reports, custom ones included, and its portal's objects)."""
+    return [k for a in INGEST_ASSETS for k in a.keys if len(k.path) == 3 and k.path[1] == label]
 
 
 @dg.asset(

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from orchestration import model_lineage
 from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
-from orchestration.defs.ingest import INGEST_ASSETS
+from orchestration.defs.ingest import INGEST_ASSETS, RAW_TABLE_KEYS
 from orchestration.model_lineage import ModelTable
 from orchestration.settings import DUCKDB_POOL, OWNERS, PROJECT_ROOT, load_settings
 from orchestration.table_meta import columns, ident, qualified, row_count, table_exists, table_metadata
@@ -46,6 +46,8 @@ def _dep_keys(table: ModelTable) -> list[dg.AssetKey]:
         key = dg.AssetKey([schema, name])
         if key in _INGEST_KEYS or key in _MODEL_KEYS:
             keys.append(key)
+        elif schema == "raw":  # one asset per account writes the table (STEPWISE_ACCOUNTS)
+            keys.extend(RAW_TABLE_KEYS.get(name, []))
     return keys
 
 
@@ -329,7 +331,7 @@ def _tolerance(env: str, default: float) -> float:
     name="sessions_reconcile_with_total",
     blocking=True,
     pool=DUCKDB_POOL,
-    additional_deps=[dg.AssetKey(["raw", "ga4_landing_pages"])],
+    additional_deps=RAW_TABLE_KEYS.get("ga4_landing_pages", []),
     description=(
         "Per day and property, sessions summed over every segment equal the property's total sessions "
         "(from the unsegmented-by-device GA4 landing-page report) within STEPWISE_RECONCILE_TOLERANCE "
