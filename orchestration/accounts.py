@@ -55,6 +55,7 @@ class Ga4Property:
     label: str
     time_zone: str
     line: int | None = field(default=None, compare=False)
+    key_lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class HubSpotPortal:
     token_env: str | None  # the NAME of the variable holding the token; None: the shorthand's token
     ga4_property: str  # the paired property's label
     line: int | None = field(default=None, compare=False)
+    key_lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,11 @@ class Accounts:
     def reports_for(self, label: str) -> tuple[CustomReport, ...]:
         return tuple(r for r in self.custom_reports if label in r.properties)
 
-    def where(self, prop: Ga4Property | HubSpotPortal | CustomReport, field_name: str) -> str:
-        """'<file>, line N (field)' for messages about one entry."""
-        line = f", line {prop.line}" if prop.line else ""
+    def where(self, entry: Ga4Property | HubSpotPortal | CustomReport, field_name: str) -> str:
+        """'<file>, line N (field)' for messages about one entry: the field's own line when known."""
+        key_lines: dict[str, int] = getattr(entry, "key_lines", {})
+        number = key_lines.get(field_name.split()[-1], entry.line)
+        line = f", line {number}" if number else ""
         return f"{self.path or 'environment'}{line} ({field_name})"
 
 
@@ -209,7 +213,7 @@ def _property(path: str, item: Any, line: int) -> Ga4Property:
             f"{what}: time_zone {excerpt(zone)} is not an IANA time zone",
             "write an IANA zone such as America/New_York, Europe/Berlin or Asia/Tokyo",
         ) from None
-    return Ga4Property(pid, label, zone.strip(), entry.line)
+    return Ga4Property(pid, label, zone.strip(), entry.line, dict(entry.key_lines))
 
 
 def _portal(path: str, item: Any, line: int, labels: dict[str, Ga4Property]) -> HubSpotPortal:
@@ -249,7 +253,7 @@ def _portal(path: str, item: Any, line: int, labels: dict[str, Ga4Property]) -> 
             f"{what}: ga4_property '{paired}' is not a label under ga4_properties" + _suggest(paired, labels),
             f"name one of {_one_of(labels)}",
         )
-    return HubSpotPortal(label, portal_id, token_env.strip(), paired, entry.line)
+    return HubSpotPortal(label, portal_id, token_env.strip(), paired, entry.line, dict(entry.key_lines))
 
 
 def _names(path: str, entry: LineMap, key: str, what: str, *, required: bool) -> tuple[str, ...]:
