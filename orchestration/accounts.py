@@ -24,8 +24,16 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.ga4.specs import ReportSpec, custom_report_spec
-from transforms.catalog import _check_top_level, _one_of, _suggest
-from transforms.yaml_lines import ConfigError, LineList, LineMap, excerpt, load_yaml_with_lines
+from transforms.yaml_lines import (
+    ConfigError,
+    LineList,
+    LineMap,
+    check_top_level,
+    excerpt,
+    load_yaml_with_lines,
+    one_of,
+    suggest,
+)
 
 __all__ = [
     "Accounts",
@@ -161,15 +169,15 @@ def _items(path: str, doc: LineMap, key: str, *, required: bool) -> list[tuple[A
 
 def _entry(path: str, item: Any, line: int, what: str, keys: tuple[str, ...]) -> LineMap:
     if not isinstance(item, LineMap):
-        raise ConfigError(path, line, f"each item of '{what}' must be a mapping", f"write {_one_of(keys)}")
+        raise ConfigError(path, line, f"each item of '{what}' must be a mapping", f"write {one_of(keys)}")
     for key in item:
         if key not in keys:
             raise ConfigError(
                 path,
                 item.key_lines[key],
                 f"{what} entry has unknown field '{excerpt(key)[1:-1] if isinstance(key, str) else excerpt(key)}'"
-                + _suggest(str(key), keys),
-                f"use only {_one_of(keys)}",
+                + suggest(str(key), keys),
+                f"use only {one_of(keys)}",
             )
     return item
 
@@ -250,8 +258,8 @@ def _portal(path: str, item: Any, line: int, labels: dict[str, Ga4Property]) -> 
         raise ConfigError(
             path,
             entry.key_lines.get("ga4_property", entry.line),
-            f"{what}: ga4_property '{paired}' is not a label under ga4_properties" + _suggest(paired, labels),
-            f"name one of {_one_of(labels)}",
+            f"{what}: ga4_property '{paired}' is not a label under ga4_properties" + suggest(paired, labels),
+            f"name one of {one_of(labels)}",
         )
     return HubSpotPortal(label, portal_id, token_env.strip(), paired, entry.line, dict(entry.key_lines))
 
@@ -319,8 +327,8 @@ def _custom_report(path: str, item: Any, line: int, labels: dict[str, Ga4Propert
                 path,
                 entry.key_lines.get("properties", entry.line),
                 f"{what}: property '{excerpt(label)[1:-1]}' is not a label under ga4_properties"
-                + _suggest(label, labels),
-                f"name labels among {_one_of(labels)}, or leave 'properties' out for all",
+                + suggest(label, labels),
+                f"name labels among {one_of(labels)}, or leave 'properties' out for all",
             )
     spec = custom_report_spec(name, dims, mets, filters)
     problems = spec.problems(f"{what}")
@@ -351,7 +359,7 @@ def _unique(path: str, items: list[Any], key: Any, what: str) -> None:
 
 
 def parse_accounts(doc: Any, path: str) -> Accounts:
-    doc = _check_top_level(path, doc, TOP_KEYS, "accounts file")
+    doc = check_top_level(path, doc, TOP_KEYS, "accounts file")
     properties = [
         _property(path, item, line) for item, line in _items(path, doc, "ga4_properties", required=True)
     ]

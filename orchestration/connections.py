@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import dagster as dg
 
@@ -34,6 +34,10 @@ from orchestration.warehouse import WarehouseResource
 SANDBOX_TOKEN = "sandbox-private-app-token"
 SANDBOX_PORTAL_ID = "sandbox"
 SANDBOX_PROPERTY_ID = "123456789"
+SANDBOX_NOTICE = (
+    "SANDBOX MODE: synthetic data from the built-in sandbox (no GA4/HubSpot credentials set). "
+    "Set STEPWISE_GA4_PROPERTY_IDS / HUBSPOT_ACCESS_TOKEN to ingest real data."
+)
 
 log = logging.getLogger("stepwise.orchestration")
 
@@ -171,7 +175,6 @@ def stop_sandboxes() -> None:
 class Ga4Resource(dg.ConfigurableResource):
     """GA4 Data API connection to real properties (STEPWISE_GA4_PROPERTY_IDS)."""
 
-    is_sandbox: ClassVar[bool] = False
     property_ids: str = ""  # comma separated ASCII digits
     credentials_file: str | None = None  # GOOGLE_APPLICATION_CREDENTIALS (else ADC)
     api_endpoint: str | None = None  # STEPWISE_GA4_API_ENDPOINT (tests, proxies)
@@ -202,6 +205,13 @@ class Ga4Resource(dg.ConfigurableResource):
     def data_source(self) -> str:
         return "ga4"
 
+    def sandbox_notice(self) -> str | None:
+        """What an ingest step warns about its data; None: real data."""
+        return None
+
+    def rate_budget(self) -> str | None:
+        return rate_budget_path(shared_by_default=True)
+
     def connection(self) -> tuple[list[str], str | None, str | None]:
         """(property ids, API endpoint, credentials file) this resource talks to."""
         credentials = str(resolve_path(self.credentials_file)) if self.credentials_file else None
@@ -219,7 +229,7 @@ class Ga4Resource(dg.ConfigurableResource):
             credentials_file=credentials,
             lookback_days=self.lookback_days,
             page_size=self.page_size,
-            rate_budget_path=rate_budget_path(sandbox=self.is_sandbox),
+            rate_budget_path=self.rate_budget(),
             **extra,
         )
         return Ga4Client(settings)
@@ -227,8 +237,6 @@ class Ga4Resource(dg.ConfigurableResource):
 
 class SandboxGa4Resource(Ga4Resource):
     """GA4 served by the built-in sandbox (no STEPWISE_GA4_PROPERTY_IDS set)."""
-
-    is_sandbox: ClassVar[bool] = True
 
     def property_id_list(self) -> list[str]:
         if load_settings().sandbox_accounts == "multi":
@@ -244,6 +252,13 @@ class SandboxGa4Resource(Ga4Resource):
     def data_source(self) -> str:
         return "sandbox"
 
+    def sandbox_notice(self) -> str | None:
+        return SANDBOX_NOTICE
+
+    def rate_budget(self) -> str | None:
+        # The in-process sandbox is private to its run: it shares a budget only when one is set.
+        return rate_budget_path(shared_by_default=False)
+
     def connection(self) -> tuple[list[str], str | None, str | None]:
         handle = get_sandbox()
         return handle.property_ids, handle.base_url, None
@@ -255,7 +270,6 @@ class SandboxGa4Resource(Ga4Resource):
 class HubSpotResource(dg.ConfigurableResource):
     """HubSpot CRM v3 connection with a private-app token (HUBSPOT_ACCESS_TOKEN)."""
 
-    is_sandbox: ClassVar[bool] = False
     access_token: str = ""  # a dg.EnvVar, so the UI never shows the token
     portal_id: str = "hubspot"  # HUBSPOT_PORTAL_ID (labels rows)
     host: str | None = None  # STEPWISE_HUBSPOT_HOST (tests, proxies)
@@ -274,11 +288,18 @@ class HubSpotResource(dg.ConfigurableResource):
     def data_source(self) -> str:
         return "hubspot"
 
+    def sandbox_notice(self) -> str | None:
+        """What an ingest step warns about its data; None: real data."""
+        return None
+
+    def rate_budget(self) -> str | None:
+        return rate_budget_path(shared_by_default=True)
+
     def connection(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "access_token": self.access_token.strip(),
             "portal_id": self.portal(),
-            "rate_budget_path": rate_budget_path(sandbox=False),
+            "rate_budget_path": self.rate_budget(),
         }
         if self.host:
             kwargs["host"] = self.host
@@ -296,8 +317,6 @@ class HubSpotResource(dg.ConfigurableResource):
 class SandboxHubSpotResource(HubSpotResource):
     """HubSpot served by the built-in sandbox (no HUBSPOT_ACCESS_TOKEN set)."""
 
-    is_sandbox: ClassVar[bool] = True
-
     def portal(self) -> str:
         return SANDBOX_PORTAL_ID
 
@@ -307,6 +326,13 @@ class SandboxHubSpotResource(HubSpotResource):
     def data_source(self) -> str:
         return "sandbox"
 
+    def sandbox_notice(self) -> str | None:
+        return SANDBOX_NOTICE
+
+    def rate_budget(self) -> str | None:
+        # The in-process sandbox is private to its run: it shares a budget only when one is set.
+        return rate_budget_path(shared_by_default=False)
+
     def connection(self) -> dict[str, Any]:
         # The token is read per run: tests set STEPWISE_SANDBOX_HUBSPOT_TOKEN to an expired one.
         handle = get_sandbox()
@@ -315,14 +341,14 @@ class SandboxHubSpotResource(HubSpotResource):
             "access_token": token,
             "host": handle.base_url,
             "portal_id": SANDBOX_PORTAL_ID,
-            "rate_budget_path": rate_budget_path(sandbox=True),
+            "rate_budget_path": self.rate_budget(),
         }
 
 
 DEFAULT_RATE_BUDGET = "data/state/rate-budget.sqlite"
 
 
-def rate_budget_path(sandbox: bool) -> str | None:
+def rate_budget_path(*, shared_by_default: bool) -> str | None:
     """STEPWISE_RATE_BUDGET: the SQLite file in which every run on this host books its HubSpot requests
     and GA4 concurrent-request slots (connectors/rate_budget.py), so concurrent runs share one portal's
     allowance and one property's concurrency quota. A real portal uses
@@ -330,7 +356,7 @@ def rate_budget_path(sandbox: bool) -> str | None:
     sandbox is private to its run, so it shares nothing unless the variable is set.
     """
     value = load_settings().rate_budget or ""
-    if value.lower() == "off" or (sandbox and not value):
+    if value.lower() == "off" or (not shared_by_default and not value):
         return None
     return str(resolve_path(value or DEFAULT_RATE_BUDGET))
 
@@ -346,12 +372,6 @@ def analyst_file_from_env() -> Path:
     return load_settings().analyst_file
 
 
-def sandbox_from_env() -> tuple[bool, bool]:
-    """(GA4 served by the sandbox, HubSpot served by the sandbox), as build_resources decides."""
-    settings = load_settings()
-    return settings.ga4_is_sandbox, settings.hubspot_is_sandbox
-
-
 def _file_property_ids(settings: StepwiseSettings) -> tuple[str, ...]:
     from orchestration.accounts import configured_accounts
 
@@ -362,8 +382,8 @@ def _file_property_ids(settings: StepwiseSettings) -> tuple[str, ...]:
     )
 
 
-def build_resources(settings: StepwiseSettings | None = None) -> dict[str, dg.ConfigurableResource]:
-    """The resources of the code location; the one place that picks the sandbox or the real APIs."""
+def api_resources(settings: StepwiseSettings | None = None) -> tuple[Ga4Resource, HubSpotResource]:
+    """The GA4 and HubSpot resources: the one place that picks the sandbox or the real APIs."""
     settings = settings or load_settings()
     ga4: Ga4Resource
     if settings.ga4_is_sandbox:
@@ -388,6 +408,13 @@ def build_resources(settings: StepwiseSettings | None = None) -> dict[str, dg.Co
             portal_id=settings.hubspot_portal_id,
             host=settings.hubspot_host,
         )
+    return ga4, hubspot
+
+
+def build_resources(settings: StepwiseSettings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The resources of the code location, built from the settings."""
+    settings = settings or load_settings()
+    ga4, hubspot = api_resources(settings)
     return {
         "warehouse": WarehouseResource(
             working_path=settings.working_db,

@@ -183,9 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     instance = open_instance()
     say(f"Dagster instance: {instance.root_directory}")
 
-    from orchestration.connections import analyst_file_from_env, get_sandbox, sandbox_from_env
+    from orchestration.connections import analyst_file_from_env, api_resources, data_source_label, get_sandbox
 
-    sandbox_mode = all(sandbox_from_env())
+    # The resources the runs will use (api_resources picks sandbox or real): both sandbox means the
+    # sandbox's own date range, else the last four weeks.
+    sandbox_mode = data_source_label(*api_resources()) == "sandbox"
     if sandbox_mode:
         say("starting the built-in sandbox (synthetic GA4 + HubSpot; no credentials in the environment)")
         sandbox = get_sandbox()

@@ -20,13 +20,8 @@ from typing import Any
 
 import duckdb
 
-from reporting.delivery import (
-    DeliveryOutcome,
-    DeliverySettings,
-    _clip,
-    post_slack_payload,
-    send_email_message,
-)
+from reporting.delivery import DeliveryOutcome, _clip, post_slack_payload, send_email_message
+from reporting.delivery_settings import DeliverySettings
 from reporting.errors import PersonalDataError
 from reporting.personal_data import EMAIL_PATTERN
 from reporting.safe_text import slack_text

@@ -223,7 +223,7 @@ def run_export(
     try:
         check_marts(con)
         period = default_period(con, period_end, period_days)
-        is_sandbox = detect_sandbox(con) if sandbox is None else sandbox
+        sandbox_data = detect_sandbox(con) if sandbox is None else sandbox
         # E-mail-shaped text values (public UTM/form input) are redacted, not a reason to refuse the week.
         redactions = personal_data.redact_marts(con)
         return build_summary(
@@ -231,7 +231,7 @@ def run_export(
             period.start,
             period.end,
             Path(out_root) / period.label,
-            sandbox=is_sandbox,
+            sandbox=sandbox_data,
             crm_cohort_lag_days=lag_setting,
             redactions=redactions,
         )

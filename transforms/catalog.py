@@ -1,4 +1,5 @@
-"""The conversion catalog and the channel mapping: load, validate, and hand to the SQL as small tables.
+"""The conversion catalog: load, validate, and hand to the SQL as a small table. The channel mapping
+(transforms/channel_mapping.py) is loaded the same way, and its names are importable from here too.
 
 Both files are validated completely before anything is written or fetched. Every problem is raised as
 one `ConfigError` whose message names the file, the line, the field and the fix.
@@ -6,16 +7,34 @@ one `ConfigError` whose message names the file, the line, the field and the fix.
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from transforms.yaml_lines import ConfigError, LineList, LineMap, excerpt, load_yaml_with_lines
+# The channel mapping has its own module; its names stay importable from here (see __all__).
+from transforms.channel_mapping import (
+    DEFAULT_CHANNEL_MAPPING_PATH,
+    GA4_DEFAULT_CHANNEL_GROUPS,
+    HUBSPOT_ANALYTICS_SOURCES,
+    ChannelMapping,
+    default_channel_mapping,
+    load_channel_mapping,
+    parse_channel_mapping,
+)
+from transforms.yaml_lines import (
+    ConfigError,
+    LineList,
+    LineMap,
+    check_top_level,
+    excerpt,
+    load_yaml_with_lines,
+    one_of,
+    suggest,
+)
 
 __all__ = [
     "ConfigError",
@@ -31,11 +50,11 @@ __all__ = [
     "load_channel_mapping",
     "default_catalog",
     "default_channel_mapping",
+    "parse_channel_mapping",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 DEFAULT_CATALOG_PATH = CONFIG_DIR / "conversion_catalog.yaml"
-DEFAULT_CHANNEL_MAPPING_PATH = CONFIG_DIR / "channel_mapping.yaml"
 
 SOURCE_SYSTEMS = ("ga4", "hubspot")
 TIERS = ("micro", "macro")
@@ -65,43 +84,7 @@ CONVERSION_KEYS = (
     "description",
 )
 CATALOG_TOP_KEYS = ("version", "conversions")
-MAPPING_TOP_KEYS = ("version", "unmapped_channel", "mapping")
 
-# GA4's default channel groups (Admin API "Default Channel Group" definitions, 2024+).
-GA4_DEFAULT_CHANNEL_GROUPS = (
-    "Affiliates",
-    "Audio",
-    "Cross-network",
-    "Direct",
-    "Display",
-    "Email",
-    "Mobile Push Notifications",
-    "Organic Search",
-    "Organic Shopping",
-    "Organic Social",
-    "Organic Video",
-    "Paid Other",
-    "Paid Search",
-    "Paid Shopping",
-    "Paid Social",
-    "Paid Video",
-    "Referral",
-    "SMS",
-    "Unassigned",
-)
-# The values HubSpot's hs_analytics_source ("Original source") property can take.
-HUBSPOT_ANALYTICS_SOURCES = (
-    "AI_REFERRALS",
-    "DIRECT_TRAFFIC",
-    "EMAIL_MARKETING",
-    "OFFLINE",
-    "ORGANIC_SEARCH",
-    "OTHER_CAMPAIGNS",
-    "PAID_SEARCH",
-    "PAID_SOCIAL",
-    "REFERRALS",
-    "SOCIAL_MEDIA",
-)
 # GA4 dimensions the warehouse model reads (the report specs of CONTRACTS §3).
 REQUIRED_GA4_DIMENSIONS = (
     "date",
@@ -112,15 +95,6 @@ REQUIRED_GA4_DIMENSIONS = (
     "newVsReturning",
 )
 _GA4_EVENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
-
-
-def _suggest(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _one_of(options: Iterable[str]) -> str:
-    return ", ".join(f"'{o}'" for o in options)
 
 
 @dataclass(frozen=True)
@@ -230,54 +204,12 @@ class Catalog:
                         self.path,
                         c.line,
                         f"conversion '{c.name}': the GA4 property has no event '{c.signal}'"
-                        + _suggest(c.signal, known_events),
+                        + suggest(c.signal, known_events),
                         "correct the event name in 'signal', or remove the conversion",
                     )
 
 
-@dataclass(frozen=True)
-class ChannelMapping:
-    path: str
-    mapping: dict[str, str]
-    unmapped_channel: str
-    lines: dict[str, int] = field(default_factory=dict)
-
-    def to_arrow(self) -> pa.Table:
-        sources = list(self.mapping)
-        return pa.Table.from_pydict(
-            {
-                "hs_analytics_source": sources,
-                "channel": [self.mapping[s] for s in sources],
-                "mapping_line": [self.lines.get(s) for s in sources],
-            },
-            schema=pa.schema(
-                [("hs_analytics_source", pa.string()), ("channel", pa.string()), ("mapping_line", pa.int32())]
-            ),
-        )
-
-
 # --------------------------------------------------------------------------------------------- catalog
-
-
-def _check_top_level(path: str, doc: Any, keys: tuple[str, ...], what: str) -> LineMap:
-    if not isinstance(doc, LineMap):
-        raise ConfigError(
-            path, 1, f"the {what} must be a YAML mapping with keys {_one_of(keys)}", "see the shipped default"
-        )
-    for key in doc:
-        if key not in keys:
-            raise ConfigError(
-                path,
-                doc.key_lines[key],
-                f"unknown top-level key '{key}'" + _suggest(key, keys),
-                f"use only {_one_of(keys)}",
-            )
-    version = doc.get("version", 1)
-    if version != 1:
-        raise ConfigError(
-            path, doc.key_lines.get("version"), f"unsupported version {excerpt(version)}", "set 'version: 1'"
-        )
-    return doc
 
 
 def _text(path: str, entry: LineMap, key: str, name: str, *, required: bool) -> str | None:
@@ -313,8 +245,8 @@ def _parse_conversion(path: str, entry: Any, line: int) -> ConversionDef:
             raise ConfigError(
                 path,
                 entry.key_lines[key],
-                f"conversion '{label}' has unknown key '{key}'" + _suggest(key, CONVERSION_KEYS),
-                f"use only {_one_of(CONVERSION_KEYS)}",
+                f"conversion '{label}' has unknown key '{key}'" + suggest(key, CONVERSION_KEYS),
+                f"use only {one_of(CONVERSION_KEYS)}",
             )
 
     def at(key: str) -> int:
@@ -328,8 +260,8 @@ def _parse_conversion(path: str, entry: Any, line: int) -> ConversionDef:
             path,
             at("source_system"),
             f"conversion '{name}': source_system '{source}' is not known"
-            + _suggest(str(source), SOURCE_SYSTEMS),
-            f"use one of {_one_of(SOURCE_SYSTEMS)}",
+            + suggest(str(source), SOURCE_SYSTEMS),
+            f"use one of {one_of(SOURCE_SYSTEMS)}",
         )
     signal_type = _text(path, entry, "signal_type", name, required=False) or DEFAULT_SIGNAL_TYPE.get(source)
     allowed = SIGNAL_TYPES[source]
@@ -338,15 +270,15 @@ def _parse_conversion(path: str, entry: Any, line: int) -> ConversionDef:
             path,
             entry.line,
             f"conversion '{name}' has no 'signal_type'",
-            f"add 'signal_type:' with one of {_one_of(allowed)}",
+            f"add 'signal_type:' with one of {one_of(allowed)}",
         )
     if signal_type not in allowed:
         raise ConfigError(
             path,
             at("signal_type"),
             f"conversion '{name}': signal_type '{signal_type}' is not known for {source}"
-            + _suggest(signal_type, allowed),
-            f"use one of {_one_of(allowed)}",
+            + suggest(signal_type, allowed),
+            f"use one of {one_of(allowed)}",
         )
     signal = _text(path, entry, "signal", name, required=True)
     assert signal is not None
@@ -362,8 +294,8 @@ def _parse_conversion(path: str, entry: Any, line: int) -> ConversionDef:
         raise ConfigError(
             path,
             at("tier"),
-            f"conversion '{name}': tier '{tier}' is not known" + _suggest(str(tier), TIERS),
-            f"use one of {_one_of(TIERS)}",
+            f"conversion '{name}': tier '{tier}' is not known" + suggest(str(tier), TIERS),
+            f"use one of {one_of(TIERS)}",
         )
     kind = _text(path, entry, "kind", name, required=False)
     if tier == "macro" and kind is not None:
@@ -379,14 +311,14 @@ def _parse_conversion(path: str, entry: Any, line: int) -> ConversionDef:
                 path,
                 entry.line,
                 f"micro conversion '{name}' has no 'kind'",
-                f"add 'kind:' with one of {_one_of(KINDS)}",
+                f"add 'kind:' with one of {one_of(KINDS)}",
             )
         if kind not in KINDS:
             raise ConfigError(
                 path,
                 at("kind"),
-                f"conversion '{name}': kind '{kind}' is not known" + _suggest(kind, KINDS),
-                f"use one of {_one_of(KINDS)}",
+                f"conversion '{name}': kind '{kind}' is not known" + suggest(kind, KINDS),
+                f"use one of {one_of(KINDS)}",
             )
     funnel_name = _text(path, entry, "funnel_name", name, required=False)
     raw_step = entry.get("funnel_step")
@@ -429,7 +361,7 @@ def _parse_conversion(path: str, entry: Any, line: int) -> ConversionDef:
                 path,
                 at("value"),
                 f"conversion '{name}': value {excerpt(raw_value)} is not understood",
-                f"use a number >= 0 (value per conversion) or one of {_one_of(VALUE_REFERENCES)}",
+                f"use a number >= 0 (value per conversion) or one of {one_of(VALUE_REFERENCES)}",
             )
     description = _text(path, entry, "description", name, required=False)
     return ConversionDef(
@@ -488,7 +420,7 @@ def _check_funnels(path: str, conversions: list[ConversionDef]) -> None:
 
 def parse_catalog(path: str | Path, doc: Any) -> Catalog:
     path = str(path)
-    top = _check_top_level(path, doc, CATALOG_TOP_KEYS, "conversion catalog")
+    top = check_top_level(path, doc, CATALOG_TOP_KEYS, "conversion catalog")
     items = top.get("conversions")
     if not isinstance(items, LineList) or not items:
         raise ConfigError(
@@ -533,58 +465,3 @@ def load_catalog(path: str | Path = DEFAULT_CATALOG_PATH) -> Catalog:
 
 def default_catalog() -> Catalog:
     return load_catalog(DEFAULT_CATALOG_PATH)
-
-
-# ------------------------------------------------------------------------------------- channel mapping
-
-
-def parse_channel_mapping(path: str | Path, doc: Any) -> ChannelMapping:
-    path = str(path)
-    top = _check_top_level(path, doc, MAPPING_TOP_KEYS, "channel mapping")
-    unmapped = top.get("unmapped_channel", "Unassigned")
-    if unmapped not in GA4_DEFAULT_CHANNEL_GROUPS:
-        raise ConfigError(
-            path,
-            top.key_lines.get("unmapped_channel"),
-            f"unmapped_channel '{unmapped}' is not a GA4 default channel group"
-            + _suggest(str(unmapped), GA4_DEFAULT_CHANNEL_GROUPS),
-            f"use one of {_one_of(GA4_DEFAULT_CHANNEL_GROUPS)}",
-        )
-    mapping = top.get("mapping")
-    if not isinstance(mapping, LineMap) or not mapping:
-        raise ConfigError(
-            path,
-            top.key_lines.get("mapping", 1),
-            "'mapping' must be a mapping from HubSpot hs_analytics_source values to GA4 channel groups",
-            "write e.g. 'mapping: {EMAIL_MARKETING: Email}'",
-        )
-    result: dict[str, str] = {}
-    for source, channel in mapping.items():
-        line = mapping.key_lines[source]
-        if source not in HUBSPOT_ANALYTICS_SOURCES:
-            raise ConfigError(
-                path,
-                line,
-                f"'{source}' is not a HubSpot hs_analytics_source value"
-                + _suggest(str(source), HUBSPOT_ANALYTICS_SOURCES),
-                f"use one of {_one_of(HUBSPOT_ANALYTICS_SOURCES)}",
-            )
-        if channel not in GA4_DEFAULT_CHANNEL_GROUPS:
-            raise ConfigError(
-                path,
-                line,
-                f"'{source}' maps to '{channel}', which is not a GA4 default channel group"
-                + _suggest(str(channel), GA4_DEFAULT_CHANNEL_GROUPS),
-                f"use one of {_one_of(GA4_DEFAULT_CHANNEL_GROUPS)}",
-            )
-        result[source] = channel
-    return ChannelMapping(path=path, mapping=result, unmapped_channel=unmapped, lines=dict(mapping.key_lines))
-
-
-def load_channel_mapping(path: str | Path = DEFAULT_CHANNEL_MAPPING_PATH) -> ChannelMapping:
-    """Load and validate a channel mapping; raises one `ConfigError` on the first problem."""
-    return parse_channel_mapping(path, load_yaml_with_lines(path))
-
-
-def default_channel_mapping() -> ChannelMapping:
-    return load_channel_mapping(DEFAULT_CHANNEL_MAPPING_PATH)

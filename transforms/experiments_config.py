@@ -18,8 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transforms.catalog import Catalog, _check_top_level, _one_of, _suggest
-from transforms.yaml_lines import ConfigError, LineList, LineMap, load_yaml_with_lines
+from transforms.catalog import Catalog
+from transforms.yaml_lines import (
+    ConfigError,
+    LineList,
+    LineMap,
+    check_top_level,
+    load_yaml_with_lines,
+    one_of,
+    suggest,
+)
 
 __all__ = [
     "DEFAULT_EXPERIMENTS_PATH",
@@ -156,7 +164,7 @@ def _conversions(path: str, entry: LineMap, key: str, label: str, catalog: Catal
                     path,
                     item_line,
                     f"experiment '{label}': conversion '{name}' is not in the conversion catalog {catalog.path}"
-                    + _suggest(name, known),
+                    + suggest(name, known),
                     "name a conversion of the catalog, or add it there",
                 )
             conversion = known[name]
@@ -207,8 +215,8 @@ def _variants(path: str, entry: LineMap, label: str) -> tuple[Variant, ...]:
                 raise ConfigError(
                     path,
                     item.key_lines[key],
-                    f"experiment '{label}': variant has unknown key '{key}'" + _suggest(key, VARIANT_KEYS),
-                    f"use only {_one_of(VARIANT_KEYS)}",
+                    f"experiment '{label}': variant has unknown key '{key}'" + suggest(key, VARIANT_KEYS),
+                    f"use only {one_of(VARIANT_KEYS)}",
                 )
         name = item.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
@@ -264,8 +272,8 @@ def _parse_experiment(path: str, entry: Any, line: int, catalog: Catalog | None)
             raise ConfigError(
                 path,
                 entry.key_lines[key],
-                f"experiment '{label}' has unknown key '{key}'" + _suggest(key, EXPERIMENT_KEYS),
-                f"use only {_one_of(EXPERIMENT_KEYS)}",
+                f"experiment '{label}' has unknown key '{key}'" + suggest(key, EXPERIMENT_KEYS),
+                f"use only {one_of(EXPERIMENT_KEYS)}",
             )
     name = entry.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
@@ -281,7 +289,7 @@ def _parse_experiment(path: str, entry: Any, line: int, catalog: Catalog | None)
             path,
             entry.key_lines.get("identified_by", entry.line),
             f"experiment '{name}': identified_by {identified_by!r} is not supported",
-            f"use {_one_of(IDENTIFIED_BY)} (one GA4 audience per variant, as the testing integration creates them)",
+            f"use {one_of(IDENTIFIED_BY)} (one GA4 audience per variant, as the testing integration creates them)",
         )
     variants = _variants(path, entry, name)
     control = entry.get("control")
@@ -290,8 +298,8 @@ def _parse_experiment(path: str, entry: Any, line: int, catalog: Catalog | None)
             path,
             entry.key_lines.get("control", entry.line),
             f"experiment '{name}': control {control!r} is not one of its variants"
-            + _suggest(str(control), [v.name for v in variants]),
-            f"set 'control' to one of {_one_of(v.name for v in variants)}",
+            + suggest(str(control), [v.name for v in variants]),
+            f"set 'control' to one of {one_of(v.name for v in variants)}",
         )
     start = _date_text(path, entry, "start_date", name, required=True)
     end = _date_text(path, entry, "end_date", name, required=False)
@@ -323,7 +331,7 @@ def _parse_experiment(path: str, entry: Any, line: int, catalog: Catalog | None)
 
 def parse_experiments(path: str | Path, doc: Any, catalog: Catalog | None = None) -> ExperimentsConfig:
     path = str(path)
-    top = _check_top_level(path, doc, TOP_KEYS, "experiments file")
+    top = check_top_level(path, doc, TOP_KEYS, "experiments file")
     items = top.get("experiments")
     if items is None:
         return ExperimentsConfig(path, ())

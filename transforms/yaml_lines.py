@@ -11,10 +11,15 @@ items in any one mapping or list (checked before they are built), UTF-8 only, no
 (`*name`; a few nested ones expand to gigabytes), keys that are text or numbers, and an error
 message quotes at most `MAX_EXCERPT` characters of any value. Each refusal is one `ConfigError`
 with the file and, where there is one, the line.
+
+The checks every config file shares (its top-level keys and version, "did you mean" suggestions) are
+here too, used by the catalog, the channel mapping and the experiments file.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +194,36 @@ def _too_big(path: Path, size: int) -> ConfigError:
         f"the file is {size:,} bytes, more than the limit of {MAX_CONFIG_BYTES:,} for a configuration file",
         "keep the catalog or mapping under 1 MB (at most 2,000 entries per list)",
     )
+
+
+# --- shared checks of the config files (catalog, channel mapping, experiments) -----------------------
+
+
+def suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def one_of(options: Iterable[str]) -> str:
+    return ", ".join(f"'{o}'" for o in options)
+
+
+def check_top_level(path: str, doc: Any, keys: tuple[str, ...], what: str) -> LineMap:
+    if not isinstance(doc, LineMap):
+        raise ConfigError(
+            path, 1, f"the {what} must be a YAML mapping with keys {one_of(keys)}", "see the shipped default"
+        )
+    for key in doc:
+        if key not in keys:
+            raise ConfigError(
+                path,
+                doc.key_lines[key],
+                f"unknown top-level key '{key}'" + suggest(key, keys),
+                f"use only {one_of(keys)}",
+            )
+    version = doc.get("version", 1)
+    if version != 1:
+        raise ConfigError(
+            path, doc.key_lines.get("version"), f"unsupported version {excerpt(version)}", "set 'version: 1'"
+        )
+    return doc

@@ -14,7 +14,7 @@ from orchestration.settings import DUCKDB_POOL, OWNERS, StepwiseConfigError, loa
 from orchestration.table_meta import table_exists
 from orchestration.warehouse import WarehouseResource
 from reporting.alerts import deliver_alerts, open_anomalies, pending_alerts
-from reporting.delivery import DeliverySettings
+from reporting.delivery_settings import DeliverySettings
 from reporting.safe_text import markdown_text
 from transforms.anomalies import mark_delivered
 

@@ -151,11 +151,9 @@ def ga4_time_zone(client: Any, property_id: str) -> str:
 
 
 def warn_if_sandbox(context: dg.AssetExecutionContext, *resources: Ga4Resource | HubSpotResource) -> None:
-    if any(r.is_sandbox for r in resources):
-        context.log.warning(
-            "SANDBOX MODE: synthetic data from the built-in sandbox (no GA4/HubSpot credentials set). "
-            "Set STEPWISE_GA4_PROPERTY_IDS / HUBSPOT_ACCESS_TOKEN to ingest real data."
-        )
+    # Each resource says whether its data is synthetic; the sandbox ones share one notice.
+    for notice in dict.fromkeys(n for r in resources if (n := r.sandbox_notice())):
+        context.log.warning(notice)
 
 
 def clear_failure(exc: BaseException, source: str) -> dg.Failure:

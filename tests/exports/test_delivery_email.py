@@ -16,7 +16,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from reporting.delivery import DeliveryConfigError, DeliverySettings, send_email
+from reporting.delivery import send_email
+from reporting.delivery_settings import DeliveryConfigError, DeliverySettings
 
 
 def free_port() -> int:

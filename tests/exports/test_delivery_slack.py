@@ -21,7 +21,8 @@ from orchestration.defs.exports.assets import (
 )
 from orchestration.settings import StepwiseConfigError
 from orchestration.warehouse import WarehouseResource
-from reporting.delivery import DeliverySettings, SlackSettings, post_slack
+from reporting.delivery import post_slack
+from reporting.delivery_settings import DeliverySettings, SlackSettings
 from reporting.marts import MARTS
 
 HOOK_PATH = "/services/T000TEST/B000TEST/abcdefSECRETwebhookpath"

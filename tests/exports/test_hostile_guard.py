@@ -22,7 +22,8 @@ from orchestration.connections import Ga4Resource, HubSpotResource
 from orchestration.defs.exports.assets import weekly_summary
 from orchestration.warehouse import WarehouseResource
 from reporting import PersonalDataError, export_columns, report, run_export
-from reporting.delivery import DeliverySettings, send_email
+from reporting.delivery import send_email
+from reporting.delivery_settings import DeliverySettings
 from reporting.personal_data import REDACTED
 
 PERIOD_END = dt.date(2026, 11, 22)

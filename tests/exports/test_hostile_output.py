@@ -19,7 +19,8 @@ import pytest
 
 from reporting import run_export
 from reporting.csv_safe import neutralise
-from reporting.delivery import DeliverySettings, SlackSettings, post_slack
+from reporting.delivery import post_slack
+from reporting.delivery_settings import DeliverySettings, SlackSettings
 from reporting.safe_text import defang_urls, markdown_text, slack_link, slack_text
 
 PERIOD_END = dt.date(2026, 11, 22)

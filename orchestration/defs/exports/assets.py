@@ -14,12 +14,8 @@ import dagster as dg
 from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
 from orchestration.settings import OWNERS, load_settings, resolve_path, start_date, time_zone
 from orchestration.warehouse import WarehouseResource
-from reporting.delivery import (
-    HEADLINE_FIELDS,
-    DeliveryOutcome,
-    DeliverySettings,
-    deliver,
-)
+from reporting.delivery import HEADLINE_FIELDS, DeliveryOutcome, deliver
+from reporting.delivery_settings import DeliverySettings
 from reporting.report import ExportResult, run_export
 from reporting.safe_text import markdown_text
 
