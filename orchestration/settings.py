@@ -230,24 +230,10 @@ def schedule_hour() -> int:
     return load_settings().schedule_hour
 
 
-def lookback_days() -> int:
-    return load_settings().lookback_days
-
-
 def child_environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a child process (the daemon, the webserver) starts with: this one's, plus
     `overrides`. Children validate it themselves through load_settings()."""
     return {**os.environ, **(overrides or {})}
-
-
-def alert_lookback_days() -> int:
-    """How recent an undelivered conversion anomaly must be to be sent."""
-    return load_settings().alert_lookback_days
-
-
-def hubspot_incremental_overlap_seconds() -> float:
-    """How far before the data cursor an incremental HubSpot extract starts (search lags edits)."""
-    return load_settings().hubspot_incremental_overlap_seconds
 
 
 _DAILY: list[dg.DailyPartitionsDefinition] = []

@@ -4,14 +4,9 @@ Knows nothing of Dagster or DuckDB; yields ``pyarrow.RecordBatch``es (CONTRACTS 
 (CONTRACTS §4 ``raw.request_log``).
 """
 
-from connectors.hubspot.client import (
-    DEAL_SCHEMA,
-    OBJECT_SCHEMA,
-    PIPELINES_SCHEMA,
-    PROPERTIES_SCHEMA,
-    HubSpotClient,
-)
+from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.ratelimit import PortalRateLimiter, shared_limiter
+from connectors.hubspot.records import DEAL_SCHEMA, OBJECT_SCHEMA, PIPELINES_SCHEMA, PROPERTIES_SCHEMA
 from connectors.hubspot.settings import (
     BASE_PROPERTIES,
     LAST_MODIFIED,

@@ -21,6 +21,9 @@
 Responses are read with ``_preload_content=False`` and parsed here: the SDK's model layer would turn a
 malformed body into an unrelated validation error, and building models for a million records costs
 more than the rate limit leaves.
+
+Beside this module: ``records.py`` turns a page of records into an Arrow batch, ``responses.py`` reads
+error bodies and headers, ``request_log.py`` holds the request-log entry and the page prefetcher.
 """
 
 from __future__ import annotations
@@ -28,12 +31,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import queue
 import random
-import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -43,171 +43,27 @@ import urllib3
 from urllib3.util.retry import Retry
 
 from connectors.hubspot.ratelimit import GENERAL, SEARCH, PortalRateLimiter, backoff_seconds, shared_limiter
+from connectors.hubspot.records import (
+    PIPELINES_SCHEMA,
+    PROPERTIES_SCHEMA,
+    iso,
+    to_batch,
+    to_ms,
+)
+from connectors.hubspot.request_log import RequestLog, prefetch
+from connectors.hubspot.responses import API_EXCEPTIONS, auth_error, json_field, retry_after_seconds, short
 from connectors.hubspot.settings import (
     BASE_PROPERTIES,
     LAST_MODIFIED,
     OBJECT_TYPES,
     STAGE_DATE_PREFIX,
-    HubSpotAuthError,
     HubSpotConfigError,
     HubSpotFetchError,
     HubSpotQuotaError,
-    HubSpotResponseError,
     HubSpotSettings,
 )
 
 log = logging.getLogger(__name__)
-
-# A value quoted in an error is cut to this many characters: it comes from a response.
-MAX_QUOTED = 40
-
-
-def _quoted(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return repr(text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "…")
-
-
-def _timestamps(object_type: str, ids: list[str], field: str, values: list[Any]) -> pa.Array:
-    """ISO 8601 instants as UTC timestamps; one that does not parse stops the load naming its record."""
-    try:
-        return pa.array(values, pa.string()).cast(pa.timestamp("ms", tz="UTC"))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
-    for record_id, value in zip(ids, values, strict=True):
-        if value is None:
-            continue
-        try:
-            pa.array([value], pa.string()).cast(pa.timestamp("ms", tz="UTC"))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            raise HubSpotResponseError(
-                f"HubSpot {object_type} record {_quoted(record_id)}: field '{field}' is {_quoted(value)}, "
-                "not an ISO 8601 timestamp; nothing of this object type was written"
-            ) from None
-    raise HubSpotResponseError(f"HubSpot {object_type}: field '{field}' holds a value that is not text")
-
-
-OBJECT_SCHEMA = pa.schema(
-    [
-        ("portal_id", pa.string()),
-        ("id", pa.string()),
-        ("created_at", pa.timestamp("ms", tz="UTC")),
-        ("updated_at", pa.timestamp("ms", tz="UTC")),
-        ("archived", pa.bool_()),
-        ("merged_into", pa.string()),
-        ("properties", pa.string()),
-    ]
-)
-DEAL_SCHEMA = OBJECT_SCHEMA.append(pa.field("contact_ids", pa.string()))
-PROPERTIES_SCHEMA = pa.schema(
-    [
-        ("portal_id", pa.string()),
-        ("object_type", pa.string()),
-        ("name", pa.string()),
-        ("label", pa.string()),
-        ("type", pa.string()),
-        ("field_type", pa.string()),
-        ("group_name", pa.string()),
-    ]
-)
-PIPELINES_SCHEMA = pa.schema(
-    [
-        ("portal_id", pa.string()),
-        ("object_type", pa.string()),
-        ("pipeline_id", pa.string()),
-        ("pipeline_label", pa.string()),
-        ("stage_id", pa.string()),
-        ("stage_label", pa.string()),
-        ("display_order", pa.int64()),
-        ("is_closed", pa.bool_()),
-        ("probability", pa.float64()),
-    ]
-)
-
-
-def _api_exception_types() -> tuple[type[BaseException], ...]:
-    import hubspot.crm.associations.v4.exceptions as assoc_exc
-    import hubspot.crm.companies.exceptions as companies_exc
-    import hubspot.crm.contacts.exceptions as contacts_exc
-    import hubspot.crm.deals.exceptions as deals_exc
-    import hubspot.crm.pipelines.exceptions as pipelines_exc
-    import hubspot.crm.properties.exceptions as properties_exc
-
-    return tuple(
-        m.ApiException
-        for m in (contacts_exc, companies_exc, deals_exc, properties_exc, pipelines_exc, assoc_exc)
-    )
-
-
-_API_EXCEPTIONS = _api_exception_types()
-
-
-def to_ms(value: dt.datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return int(value.timestamp() * 1000)
-
-
-def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-@dataclass
-class RequestLog:
-    """One entry of ``raw.request_log`` (CONTRACTS §4) being filled."""
-
-    run_id: str | None
-    source_id: str
-    request: str
-    mode: str
-    start_date: str | None = None
-    end_date: str | None = None
-    rows: int = 0
-    pages: int = 0
-    requests: int = 0
-    retries: int = 0
-    http_429: int = 0
-    splits: int = 0
-    quota_tokens_remaining_day: int | None = None
-    wait_seconds: float = 0.0
-    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    finished_at: dt.datetime | None = None
-    error: str | None = None
-    # Not columns of CONTRACTS §4: ``raw_load`` keeps them in ``raw.request_log.extra``.
-    crowded_instants: int = 0  # one-millisecond windows holding more than the search cap
-    keyset_restarts: int = 0  # queries of such a window restarted past the largest id read
-    overlap_seconds: float | None = None  # incremental: how far before ``since`` the window started
-    overlap_rows: int = 0  # incremental: records read again (last modified at or before ``since``)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "source": "hubspot",
-            "source_id": self.source_id,
-            "request": self.request,
-            "mode": self.mode,
-            "start_date": self.start_date,
-            "end_date": self.end_date,
-            "rows": self.rows,
-            "pages": self.pages,
-            "requests": self.requests,
-            "retries": self.retries,
-            "http_429": self.http_429,
-            "splits": self.splits,
-            "subject_to_thresholding": None,
-            "data_loss_from_other_row": None,
-            "sampled": None,
-            "quota_tokens_used": None,
-            "quota_tokens_remaining_hour": None,
-            "quota_tokens_remaining_day": self.quota_tokens_remaining_day,
-            "wait_seconds": round(self.wait_seconds, 3),
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "error": self.error,
-            "crowded_instants": self.crowded_instants,
-            "keyset_restarts": self.keyset_restarts,
-            "overlap_seconds": self.overlap_seconds,
-            "overlap_rows": self.overlap_rows,
-        }
 
 
 class _Transient(Exception):
@@ -289,8 +145,8 @@ class HubSpotClient:
             self.settings.portal_id,
             object_type,
             mode,
-            start_date=None if read_from is None else _iso(to_ms(read_from)),
-            end_date=_iso(to_ms(until)),
+            start_date=None if read_from is None else iso(to_ms(read_from)),
+            end_date=iso(to_ms(until)),
         )
         if since is None or read_from is None:
             pages = self._list_pages(object_type, props, archived=False, entry=entry)
@@ -507,7 +363,7 @@ class HubSpotClient:
             if not restarted:
                 return "done"
         raise HubSpotFetchError(
-            f"HubSpot {object_type} window {_iso(lo)}..{_iso(hi)} kept changing while it was read (5 tries)"
+            f"HubSpot {object_type} window {iso(lo)}..{iso(hi)} kept changing while it was read (5 tries)"
         )
 
     def _scan_instant(
@@ -571,7 +427,7 @@ class HubSpotClient:
                 stalls += 1
                 if stalls >= 5:
                     raise HubSpotFetchError(
-                        f"HubSpot {object_type} instant {_iso(at)} kept changing while it was read "
+                        f"HubSpot {object_type} instant {iso(at)} kept changing while it was read "
                         f"(5 queries past id {past_id} made no progress)"
                     )
             else:
@@ -657,12 +513,12 @@ class HubSpotClient:
         entry: RequestLog,
         overlap_before: dt.datetime | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        fetched = _prefetch(pages, self.settings.prefetch_pages)
+        fetched = prefetch(pages, self.settings.prefetch_pages)
         if overlap_before is not None and overlap_before.tzinfo is None:
             overlap_before = overlap_before.replace(tzinfo=dt.UTC)
         try:
             for records in fetched:
-                batch = self._to_batch(object_type, records)
+                batch = to_batch(object_type, self.settings.portal_id, records)
                 entry.rows += batch.num_rows
                 fetched_rows = pc.is_null(batch.column("merged_into"))  # rows of the API, not derived
                 if batch.num_rows:
@@ -684,58 +540,6 @@ class HubSpotClient:
         finally:
             fetched.close()
             self._finish(entry)
-
-    def _to_batch(self, object_type: str, records: list[dict[str, Any]]) -> pa.RecordBatch:
-        portal = self.settings.portal_id
-        ids, created, updated, archived, props_json, contacts = [], [], [], [], [], []
-        merged_into: list[str | None] = []
-        dumps = json.dumps
-        for record in records:
-            properties = record.get("properties") or {}
-            if not isinstance(record.get("id"), str | int) or not str(record["id"]).strip():
-                raise HubSpotResponseError(
-                    f"HubSpot {object_type}: a record has id {_quoted(record.get('id'))}, not a record id; "
-                    "nothing of this object type was written"
-                )
-            ids.append(str(record["id"]))
-            created.append(record.get("createdAt"))
-            updated.append(record.get("updatedAt"))
-            archived.append(bool(record.get("archived", False)))
-            merged_into.append(None)
-            # Sorted keys: list and search pages order properties differently; one record, one text.
-            props_json.append(dumps(properties, separators=(",", ":"), ensure_ascii=False, sort_keys=True))
-            if object_type == "deals":
-                assoc = ((record.get("associations") or {}).get("contacts") or {}).get("results") or []
-                contacts.append(dumps(sorted({str(a["id"]) for a in assoc}, key=_id_key)))
-            merged = properties.get("hs_merged_object_ids")
-            if merged:
-                # Each merged-away id becomes a row of its own pointing at the survivor.
-                for loser in str(merged).split(";"):
-                    loser = loser.strip()
-                    if not loser or loser == str(record["id"]):
-                        continue
-                    ids.append(loser)
-                    created.append(None)
-                    updated.append(record.get("updatedAt"))
-                    archived.append(True)
-                    merged_into.append(str(record["id"]))
-                    props_json.append("{}")
-                    if object_type == "deals":
-                        contacts.append("[]")
-        columns = [
-            pa.array([portal] * len(ids), pa.string()),
-            pa.array(ids, pa.string()),
-            _timestamps(object_type, ids, "createdAt", created),
-            _timestamps(object_type, ids, "updatedAt", updated),
-            pa.array(archived, pa.bool_()),
-            pa.array(merged_into, pa.string()),
-            pa.array(props_json, pa.string()),
-        ]
-        schema = OBJECT_SCHEMA
-        if object_type == "deals":
-            columns.append(pa.array(contacts, pa.string()))
-            schema = DEAL_SCHEMA
-        return pa.RecordBatch.from_arrays(columns, schema=schema)
 
     # ------------------------------------------------------------------------------------------
     # calls
@@ -789,7 +593,7 @@ class HubSpotClient:
                     raw = response.data
                     headers = dict(response.headers)
                     response.release_conn()
-                except _API_EXCEPTIONS as exc:
+                except API_EXCEPTIONS as exc:
                     status = int(getattr(exc, "status", 0) or 0)
                     headers = dict(getattr(exc, "headers", None) or {})
                     body = getattr(exc, "body", None)
@@ -798,7 +602,7 @@ class HubSpotClient:
                     if status == 429:
                         rate_limited += 1
                         entry.http_429 += 1
-                        policy = _json_field(body, "policyName")
+                        policy = json_field(body, "policyName")
                         if policy == "DAILY":
                             raise HubSpotQuotaError(
                                 f"HubSpot portal {s.portal_id}: the daily request limit is reached "
@@ -809,7 +613,7 @@ class HubSpotClient:
                                 f"HubSpot kept answering 429 ({policy or 'rate limit'}) after {rate_limited} waits",
                                 429,
                             ) from None
-                        retry_after = _retry_after(headers)
+                        retry_after = retry_after_seconds(headers)
                         pause = (
                             retry_after
                             if retry_after is not None
@@ -821,11 +625,11 @@ class HubSpotClient:
                         entry.retries += 1
                         continue
                     if status in (401, 403):
-                        raise _auth_error(status, body) from None
+                        raise auth_error(status, body) from None
                     if status == 0 or status >= 500:
-                        raise _Transient(f"HTTP {status or 'error'}: {_short(body)}") from None
+                        raise _Transient(f"HTTP {status or 'error'}: {short(body)}") from None
                     raise HubSpotFetchError(
-                        f"HubSpot answered {status} to {getattr(fn, '__name__', 'a request')}: {_short(body)}",
+                        f"HubSpot answered {status} to {getattr(fn, '__name__', 'a request')}: {short(body)}",
                         status,
                     ) from None
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -863,124 +667,3 @@ class HubSpotClient:
             raise HubSpotConfigError(
                 f"HubSpot object type {object_type!r} is not one of {list(OBJECT_TYPES)}"
             )
-
-
-def _id_key(value: str) -> tuple[int, str]:
-    return (int(value), "") if value.isdigit() else (0, value)
-
-
-def _retry_after(headers: dict[str, str]) -> float | None:
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            try:
-                return max(float(value), 0.0)
-            except ValueError:
-                return None
-    return None
-
-
-def _json_field(body: Any, name: str) -> Any:
-    try:
-        data = json.loads(body) if isinstance(body, str | bytes) else body
-        return data.get(name) if isinstance(data, dict) else None
-    except ValueError:
-        return None
-
-
-def _short(body: Any, limit: int = 300) -> str:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _auth_error(status: int, body: Any) -> HubSpotAuthError:
-    try:
-        data = json.loads(body) if isinstance(body, str | bytes) else (body or {})
-    except ValueError:
-        data = {}
-    category = data.get("category") if isinstance(data, dict) else None
-    message = data.get("message", "") if isinstance(data, dict) else ""
-    scopes: list[str] = []
-    legacy = False
-    for err in (data.get("errors") or []) if isinstance(data, dict) else []:
-        context = err.get("context") or {}
-        if context.get("requiredGranularScopes"):
-            scopes += list(context["requiredGranularScopes"])
-        elif context.get("requiredScopes"):
-            # HubSpot's older shape names the old scopes (e.g. "contacts"), not the private app's.
-            legacy = True
-            scopes += list(context["requiredScopes"])
-    if status == 403:
-        named = ", ".join(scopes) or "unknown (HubSpot did not say)"
-        if legacy:
-            granted_as = [LEGACY_SCOPES.get(s, s) for s in scopes]
-            named += f" (HubSpot's older scope name; a private app grants it as {', '.join(granted_as)})"
-        return HubSpotAuthError(
-            f"HubSpot refused the request (403 {category or 'FORBIDDEN'}): the private app's token lacks a "
-            f"scope. Required scope: {named}. Add it to the private app and use its new token.",
-            403,
-            tuple(scopes),
-        )
-    what = "expired" if category == "EXPIRED_AUTHENTICATION" else "missing or invalid"
-    return HubSpotAuthError(
-        f"HubSpot rejected the token (401 {category or 'UNAUTHORIZED'}): the access token is {what}. "
-        f"HubSpot said: {message}",
-        401,
-    )
-
-
-# Older scope names HubSpot's older 403 shape gives, and the private-app scopes that grant them.
-LEGACY_SCOPES = {
-    "contacts": "crm.objects.contacts.read",
-    "crm.objects.contacts.read": "crm.objects.contacts.read",
-}
-
-_DONE = object()
-
-
-def _prefetch(
-    pages: Iterator[list[dict[str, Any]]], depth: int
-) -> Generator[list[dict[str, Any]], None, None]:
-    """Fetches the next pages on a background thread while the caller works on this one.
-
-    The queue is bounded, so memory stays flat; an error in the fetcher surfaces in the caller.
-    """
-    if depth <= 0:
-        yield from pages
-        return
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for page in pages:
-                while not stop.is_set():
-                    try:
-                        q.put(page, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            item: Any = _DONE
-        except BaseException as exc:  # handed to the consumer, who re-raises it
-            item = exc
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    worker = threading.Thread(target=produce, name="hubspot-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)

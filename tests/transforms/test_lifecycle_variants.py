@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from connectors.hubspot.client import OBJECT_SCHEMA, PIPELINES_SCHEMA, PROPERTIES_SCHEMA
+from connectors.hubspot.records import OBJECT_SCHEMA, PIPELINES_SCHEMA, PROPERTIES_SCHEMA
 from transforms import raw_load
 from transforms.build import build_all
 from transforms.catalog import default_catalog, default_channel_mapping
