@@ -7,10 +7,12 @@ Positioned relative to the store's end date so that they land in every demo stor
 - ``purchase`` per session halves for two days, twenty and nineteen days before the end (a checkout bug:
   half of the purchasing sessions lose their purchase and its revenue, begin_checkout stays);
 - sessions triple on one day, fifteen days before the end, from a campaign (``flash_sale`` on tagged traffic):
-  twice a day's sessions more, drawn by the store's own session model from this module's stream, so every
-  conversion rate per session stays normal (this must NOT raise a conversion alert). A surge session with a
-  lead gets a copy of a same-day, same-channel contact (and its deal) and takes that lead's time and form, so
-  GA4 leads and HubSpot contacts still reconcile per day and channel;
+  twice a day's sessions more, drawn by the store's own session model from this module's stream out of the
+  day's visitor mix (returning visitors seen before that day with their device, country and own propensity;
+  new visitors with new ids), so every conversion rate per session stays the day's (this must NOT raise a
+  conversion alert). A surge session with a lead gets a copy of a same-day, same-channel contact (and its
+  deal) and takes that lead's time and form, so GA4 leads and HubSpot contacts still reconcile per day and
+  channel (the copy takes the session's country);
 - time to convert: every stage-to-stage duration of an Email contact is scaled by ``EMAIL_DURATION_SCALE``
   and of a Paid Social contact by ``PAID_SOCIAL_DURATION_SCALE`` (no new draws: the same exponential
   draws, stretched), so Email contacts reach customer faster than Paid Social contacts.
@@ -22,13 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
 
 from connectors.sandbox import store_model as m
+from connectors.sandbox import store_realism
 
 ANOMALY_STREAM = 15
 ZERO_EVENT = "add_to_cart"
@@ -124,10 +127,42 @@ def apply(
         _surge_contacts(con, rng, dates["surge_date"], time_zone)
 
 
+class _SurgeVisitorIds:
+    """The store's realism seen through the surge's visitor numbering. ``_sessions_chunk`` numbers the surge's
+    new visitors right after the visitors seen before the surge day, but those numbers belong to the day's own
+    (and later) new visitors; the surge's new visitors get ids after every visitor of the store instead, and
+    their propensity must be that of the id they end up with (a visitor's propensity is a hash of its id)."""
+
+    def __init__(self, realism: store_realism.Realism, users_before_day: int, new_id_offset: int) -> None:
+        self.realism = realism
+        self.users_before_day = users_before_day
+        self.new_id_offset = new_id_offset
+
+    def multipliers(
+        self,
+        day: np.ndarray,
+        channel: np.ndarray,
+        device: np.ndarray,
+        country: np.ndarray,
+        returning: np.ndarray,
+        user_id: np.ndarray,
+    ) -> np.ndarray:
+        final_id = np.where(user_id > self.users_before_day, user_id + self.new_id_offset, user_id)
+        return self.realism.multipliers(day, channel, device, country, returning, final_id)
+
+    def group(self, mult: np.ndarray, name: str) -> np.ndarray:
+        return self.realism.group(mult, name)
+
+
 def add_surge_sessions(con: duckdb.DuckDBPyConnection, params: Any, state: Any) -> None:
-    """Draw the surge day's extra sessions from the store's own session model with this module's stream (so
-    the campaign's visitors convert like any visitors: fresh, independent draws) and insert them after every
-    other session. Called by ``store_gen.populate`` once all chunks are in; their contacts come in ``apply``."""
+    """Draw the surge day's extra sessions from the store's own session model with this module's stream and
+    insert them after every other session. Called by ``store_gen.populate`` once all chunks are in (``state``
+    then knows every visitor's device and country); their contacts come in ``apply``.
+
+    The surge's visitors are the day's visitor mix: the model's new/returning share and channel mix; a
+    returning visitor is one seen before the surge day (picked as the model picks them, recent ones more
+    often), with that visitor's device, country and own propensity (store_realism); a new visitor gets a new
+    id after every visitor of the store. So the campaign's sessions convert like the day's own sessions."""
     from connectors.sandbox import store_gen as g  # imported here: store_gen imports this module
 
     day = plant_dates(params.end_date)["surge_date"]
@@ -135,59 +170,36 @@ def add_surge_sessions(con: duckdb.DuckDBPyConnection, params: Any, state: Any) 
         return
     rng = np.random.default_rng([params.seed, ANOMALY_STREAM, 1])
     extra = dataclasses.replace(params, sessions_per_day=params.sessions_per_day * (SURGE_FACTOR - 1))
+    # Visitors are numbered in order of their first session: the prior visitors, then each new session's.
+    n_prior = int(round(m.PRIOR_USERS_DAYS * params.sessions_per_day))
+    new_before = con.execute(
+        "SELECT count(*) FROM sessions WHERE date < ? AND new_vs_returning = 'new'", [day]
+    ).fetchall()[0][0]
+    users_before_day = n_prior + int(new_before)
+    new_id_offset = int(state.n_users) - users_before_day
     scratch = g._UserState(
-        n_users=0,
-        device=np.empty(0, np.int8),
-        country=np.empty(0, np.int8),
+        n_users=users_before_day,
+        device=state.device[:users_before_day].copy(),
+        country=state.country[:users_before_day].copy(),
         next_session_id=state.next_session_id,
-        # the same day effects as the day's own sessions (store_realism), so rates stay that day's
-        realism=getattr(state, "realism", None),
+        # the same day effects as the day's own sessions and each visitor's own propensity (store_realism)
+        realism=cast(store_realism.Realism, _SurgeVisitorIds(state.realism, users_before_day, new_id_offset)),
     )
     chunk = g._sessions_chunk(rng, np.array([np.datetime64(day, "D")]), extra, scratch)
     first_id = state.next_session_id
     con.register("session_chunk", chunk)
     con.execute(g.SESSIONS_INSERT)
     con.unregister("session_chunk")
-    # Visitors: a new one gets a new user id; a returning one is a visitor seen before the surge day, with
-    # that visitor's device and country (so every visitor's first session stays their 'new' one).
-    earlier = con.execute(
-        "SELECT count(*) FROM sessions WHERE date < ? AND new_vs_returning = 'new'", [day]
-    ).fetchall()[0][0]
-    n_ret = con.execute(
-        "SELECT count(*) FROM sessions WHERE session_id >= ? AND new_vs_returning = 'returning'", [first_id]
-    ).fetchall()[0][0]
-    picks = rng.integers(0, max(int(earlier), 1), size=int(n_ret)) if earlier else np.zeros(0, dtype=np.int64)
     con.execute(
         """
-        CREATE TEMP TABLE surge_users AS
-        WITH base AS (SELECT max(user_id) AS max_user FROM sessions WHERE session_id < $first),
-        ret AS (
-            SELECT session_id, row_number() OVER (ORDER BY session_id) AS k
-            FROM sessions WHERE session_id >= $first AND new_vs_returning = 'returning'
-        ),
-        earlier AS (
-            SELECT user_id, device_category, country, row_number() OVER (ORDER BY session_id) - 1 AS i
-            FROM sessions WHERE date < $day AND new_vs_returning = 'new' AND session_id < $first
-        ),
-        picks AS (SELECT unnest($picks::BIGINT[]) AS i, generate_subscripts($picks::BIGINT[], 1) AS k)
-        SELECT s.session_id, e.user_id, e.device_category, e.country
-        FROM ret AS s JOIN picks AS p USING (k) JOIN earlier AS e ON e.i = p.i
-        UNION ALL
-        SELECT s.session_id, base.max_user + row_number() OVER (ORDER BY s.session_id), s.device_category, s.country
-        FROM sessions AS s, base WHERE s.session_id >= $first AND s.new_vs_returning = 'new'
-        """,
-        {"first": first_id, "day": day, "picks": picks.tolist()},
-    )
-    con.execute(
-        """
-        UPDATE sessions SET user_id = u.user_id, device_category = u.device_category, country = u.country,
+        UPDATE sessions SET
+            user_id = CASE WHEN new_vs_returning = 'new' THEN user_id + $offset ELSE user_id END,
             -- GA4's '(direct)' / '(organic)' / '(not set)' stay: only tagged traffic carries a campaign name
-            campaign = CASE WHEN starts_with(sessions.campaign, '(') THEN sessions.campaign ELSE $campaign END
-        FROM surge_users AS u WHERE sessions.session_id = u.session_id
+            campaign = CASE WHEN starts_with(campaign, '(') THEN campaign ELSE $campaign END
+        WHERE session_id >= $first
         """,
-        {"campaign": SURGE_CAMPAIGN},
+        {"offset": new_id_offset, "campaign": SURGE_CAMPAIGN, "first": first_id},
     )
-    con.execute("DROP TABLE surge_users")
     con.execute("CREATE OR REPLACE TEMP TABLE sw_surge AS SELECT ?::BIGINT AS first_session_id", [first_id])
 
 
@@ -246,6 +258,7 @@ def _surge_contacts(
                 base.max_id + row_number() OVER (ORDER BY s.session_id) AS id,
                 s.session_id AS session_id,
                 s.user_id AS user_id,
+                s.country AS country,  -- the person's country, as for every lead (GA4 and HubSpot agree)
                 CASE WHEN starts_with(s.campaign, '(') THEN c.hs_analytics_source_data_2 ELSE s.campaign END
                     AS hs_analytics_source_data_2,
                 false AS archived,
