@@ -9,8 +9,9 @@ Positioned relative to the store's end date so that they land in every demo stor
 - sessions triple on one day, fifteen days before the end, from a campaign (``flash_sale`` on tagged traffic):
   twice a day's sessions more, drawn by the store's own session model from this module's stream out of the
   day's visitor mix (returning visitors seen before that day with their device, country and own propensity;
-  new visitors with new ids), so every conversion rate per session stays the day's (this must NOT raise a
-  conversion alert). A surge session with a lead gets a copy of a same-day, same-channel contact (and its
+  new visitors with new ids), so every conversion rate per session stays the day's; and the day carries no
+  day x segment shock of the store's realism (``calm_surge_day``): normal rates, so this must NOT raise a
+  conversion alert. A surge session with a lead gets a copy of a same-day, same-channel contact (and its
   deal) and takes that lead's time and form, so GA4 leads and HubSpot contacts still reconcile per day and
   channel (the copy takes the session's country);
 - time to convert: every stage-to-stage duration of an Email contact is scaled by ``EMAIL_DURATION_SCALE``
@@ -152,6 +153,15 @@ class _SurgeVisitorIds:
 
     def group(self, mult: np.ndarray, name: str) -> np.ndarray:
         return self.realism.group(mult, name)
+
+
+def calm_surge_day(realism: store_realism.Realism, params: Any) -> None:
+    """The surge day's contract is normal conversion rates: it carries no day x segment shock of the store's
+    realism (store_realism.Realism.calm_day), so an alert on that day could only come from the surge itself.
+    Called by ``store_gen.populate`` before any session is drawn (it moves thresholds, never draws)."""
+    day = plant_dates(params.end_date)["surge_date"]
+    if params.start_date <= day <= params.end_date:
+        realism.calm_day((day - params.start_date).days)
 
 
 def add_surge_sessions(con: duckdb.DuckDBPyConnection, params: Any, state: Any) -> None:

@@ -352,6 +352,7 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
     state.realism = store_realism.Realism(
         params.seed, params.start_date, int(all_dates.shape[0]), params.day_effect_sd, params.realism
     )
+    store_anomalies.calm_surge_day(state.realism, params)  # the planted surge day's rates are normal ones
     con.execute(SESSIONS_DDL)
     # The insert of chunk k (DuckDB, GIL released) overlaps the draws of chunk k+1 (numpy); the draws stay
     # in one thread and one order, so the bytes do not depend on the overlap. At most two chunks in memory.

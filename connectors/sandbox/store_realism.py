@@ -117,6 +117,21 @@ class Realism:
             table -= np.log(np.exp(table).mean(axis=1, keepdims=True))
         self._log_day -= np.log(np.exp(self._log_day).mean(axis=1, keepdims=True))
 
+    def calm_day(self, day: int) -> None:
+        """Give day ``day`` of the store its weekday's typical multipliers and no day x segment shock: every
+        channel, device, country and visitor-type term at one (their mean over the days) and the day term at
+        the mean of the same weekday's days. For a plant whose contract is "normal rates that day" (the
+        traffic surge of store_anomalies), so that nothing but the plant sets that day apart."""
+        if not self.enabled:
+            return
+        assert self._log_day is not None and self._log_channel is not None and self._log_device is not None
+        assert self._log_country is not None and self._log_visitor_type is not None
+        weekday = (np.datetime64(self.start_date, "D").astype(np.int64) + np.arange(self.n_days) + 3) % 7
+        same = np.flatnonzero(weekday == weekday[day])
+        self._log_day[:, day] = np.log(np.exp(self._log_day[:, same]).mean(axis=1))
+        for table in (self._log_channel, self._log_device, self._log_country, self._log_visitor_type):
+            table[:, day, :] = 0.0
+
     def multipliers(
         self,
         day: np.ndarray,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pytest
 
 from connectors.sandbox import store_model as m
@@ -110,3 +111,28 @@ def test_surge_sessions_convert_at_the_days_own_rates(stores):
         # Rare actions (purchase, sign_up: ~200 own sessions pooled) get a wider band than frequent ones.
         band = 0.25 if own_k[e] < 400 else 0.15
         assert abs(ratio - 1) < band, (e, ratio, surge_k[e], own_k[e])
+
+
+def test_the_surge_day_carries_no_day_by_segment_shock():
+    """The surge's contract is normal rates: on that day every channel, device, country and visitor type has
+    multiplier one (a visitor's own propensity stays), and the day term is its weekday's mean, so an alert on
+    that day could only come from the surge itself."""
+    from connectors.sandbox import store_realism
+
+    start = dt.date(2026, 8, 25)
+    realism = store_realism.Realism(7, start, 90, store_realism.DEFAULT_DAY_EFFECT_SD, True)
+    day = 74
+    before = realism.multipliers(
+        np.full(3, day - 7), np.array([0, 1, 2]), np.array([0, 1, 2]), np.array([0, 1, 2]),
+        np.array([False, True, False]), np.full(3, 42),
+    )  # fmt: skip
+    assert np.ptp(before, axis=1).max() > 0.05  # an ordinary day: segments differ
+    assert realism._log_day is not None
+    weekday_mean = np.exp(realism._log_day[:, np.arange(day % 7, 90, 7)]).mean(axis=1)
+    realism.calm_day(day)
+    mult = realism.multipliers(
+        np.full(3, day), np.array([0, 1, 2]), np.array([0, 1, 2]), np.array([0, 1, 2]),
+        np.array([False, True, False]), np.full(3, 42),
+    )  # fmt: skip
+    assert np.ptp(mult, axis=1).max() < 1e-12  # same visitor, any segment: the same multiplier
+    assert np.allclose(np.exp(realism._log_day[:, day]), weekday_mean)  # the weekday's mean before
