@@ -134,3 +134,86 @@ def test_hubspot_rows_count_contacts_created_in_the_window(example):
         lifecycle_customer | country           | Germany        | contacts | 2     | 1           | 1          | 0                | false  | segment has fewer than 100 units
         """,
     )
+
+
+# A second example: HubSpot contacts enough to pass the gate. Each source's contacts are created on Nov 2; the
+# first `reached_mql` of them entered MQL, the first `reached_customer` of those became customers.
+GIVEN_COHORTS = """
+hs_analytics_source | contacts | reached_mql | reached_customer
+EMAIL_MARKETING     | 120      | 60          | 6
+ORGANIC_SEARCH      | 150      | 45          | 3
+PAID_SOCIAL         | 110      | 22          | 1
+"""
+
+GIVEN_WINDOW = """
+date       | session_default_channel_group | device_category | country | new_vs_returning | sessions | engaged_sessions | total_users | new_users
+# GA4 dates set the window (Nov 1 - Nov 3; Nov 4 and 5 are unsettled)
+2026-11-01 | Direct                        | desktop         | Germany | new              | 10       | 5                | 10          | 10
+2026-11-05 | Direct                        | desktop         | Germany | new              | 10       | 5                | 10          | 10
+"""
+
+
+def _contacts_from_cohorts(text: str) -> str:
+    lines = [
+        "id | created_at | createdate | hs_analytics_source | lifecyclestage | hs_v2_date_entered_lead | "
+        "hs_v2_date_entered_marketingqualifiedlead | hs_v2_date_entered_customer"
+    ]
+    next_id = 1
+    for line in text.strip().splitlines()[1:]:
+        source, contacts, mql, customer = (cell.strip() for cell in line.split("|"))
+        for k in range(int(contacts)):
+            stage = "customer" if k < int(customer) else "marketingqualifiedlead" if k < int(mql) else "lead"
+            mql_at = "2026-11-03T15:00:00.000Z" if k < int(mql) else ""
+            customer_at = "2026-11-04T15:00:00.000Z" if k < int(customer) else ""
+            lines.append(
+                f"{next_id} | 2026-11-02T15:00:00Z | 2026-11-02T15:00:00.000Z | {source} | {stage} | "
+                f"2026-11-02T15:00:00.000Z | {mql_at} | {customer_at}"
+            )
+            next_id += 1
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def crm_example(new_example):
+    ex = new_example()
+    ex.ga4("web_sessions", GIVEN_WINDOW)
+    ex.hubspot_lifecycle_stages()
+    ex.hubspot("contacts", _contacts_from_cohorts(GIVEN_COHORTS))
+    ex.build()
+    return ex
+
+
+def test_hubspot_rows_past_the_gate_are_tested_per_contact(crm_example):
+    crm_example.expect(
+        "SELECT conversion_name, segment_value, units, conversions, rest_units, rest_conversions, rate, rest_rate, "
+        "lift, test_method, p_value, q_value, rank FROM marts.segment_summary WHERE source_system = 'hubspot' "
+        "AND segment_dimension = 'channel' AND conversion_name IN ('lifecycle_mql', 'lifecycle_customer') "
+        "ORDER BY conversion_name, rank",
+        """
+        conversion_name    | segment_value  | units | conversions | rest_units | rest_conversions | rate       | rest_rate | lift     | test_method | p_value     | q_value     | rank
+        # 10 customers among 380 contacts: every expected cell of the 2x2 table is below 5, so Fisher's exact
+        # test (p: scipy.stats.fisher_exact; q: statsmodels multipletests fdr_bh over the three rows)
+        lifecycle_customer | Email          | 120   | 6           | 260        | 4                | 0.05       | 0.0153846 | 3.25     | fisher      | 0.0787726   | 0.236318    | 1
+        lifecycle_customer | Organic Search | 150   | 3           | 230        | 7                | 0.02       | 0.0304348 | 0.657143 | fisher      | 0.74595     | 0.74595     | 2
+        lifecycle_customer | Paid Social    | 110   | 1           | 270        | 9                | 0.00909091 | 0.0333333 | 0.272727 | fisher      | 0.292614    | 0.43892     | 3
+        # 127 MQLs: the pooled two-proportion z-test (p: statsmodels proportions_ztest)
+        lifecycle_mql      | Email          | 120   | 60          | 260        | 67               | 0.5        | 0.257692  | 1.9403   | z           | 3.24749e-06 | 9.74246e-06 | 1
+        lifecycle_mql      | Organic Search | 150   | 45          | 230        | 82               | 0.3        | 0.356522  | 0.841463 | z           | 0.253576    | 0.253576    | 2
+        lifecycle_mql      | Paid Social    | 110   | 22          | 270        | 105              | 0.2        | 0.388889  | 0.514286 | z           | 0.00039999  | 0.000599986 | 3
+        """,
+    )
+
+
+def test_original_source_rows_are_left_out_when_sources_are_channels(crm_example):
+    # Every source here maps to its own channel: original_source would repeat the channel family.
+    crm_example.expect(
+        "SELECT segment_dimension, count(*) AS rows FROM marts.segment_summary WHERE source_system = 'hubspot' "
+        "GROUP BY 1 ORDER BY 1",
+        """
+        segment_dimension | rows
+        # 3 channels x (the 10 HubSpot catalog conversions: 5 stages, deal won, 4 forms; and 'all')
+        channel           | 33
+        # one country ('(not set)': the contacts carry none) x 11
+        country           | 11
+        """,
+    )
