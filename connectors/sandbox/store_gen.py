@@ -375,9 +375,10 @@ def populate(con: duckdb.DuckDBPyConnection, params: GenParams) -> None:
         if pending is not None:
             pending.result()
     writer.close()
-    # Planted A/B experiments: their own RNG stream; they flip a few funnel events of treated visitors.
-    store_experiments.plant(con, params.seed, params.start_date)
     store_anomalies.add_surge_sessions(con, params, state)  # planted traffic surge, own RNG stream
+    # Planted A/B experiments: their own RNG stream; they flip a few funnel events of treated visitors (after
+    # the surge, so the campaign's visitors are exposed and treated like the day's other visitors).
+    store_experiments.plant(con, params.seed, params.start_date)
     state.device = state.country = np.empty(0, dtype=np.int8)
     _populate_crm(con, rng, params, state)
     # Planted anomalies (own RNG stream (seed, 15)) before the hostile labels, which then relabel final rows.
