@@ -74,19 +74,20 @@ def test_web_and_crm_side_by_side_per_day_and_channel(example):
     example.expect(
         "SELECT * FROM marts.channel_funnel_daily ORDER BY date, channel",
         """
-        date       | channel        | sessions | engaged_sessions | micro_conversions | leads | web_macro_conversions | web_revenue | contacts_created | crm_leads | mqls | sqls | opportunities | customers | deals_won | revenue
-        2026-11-02 | (other)        | 5        | 1                | 0                 | 0     | 0                     | 0           | 0                | 0         | 0    | 0    | 0             | 0         | 0         | 0
+        date       | channel        | sessions | engaged_sessions | micro_conversions | leads | web_macro_conversions | web_revenue | contacts_created | crm_leads | mqls | sqls | opportunities | customers | deals_won | revenue | property_id | portal_id
+        # one property and one portal: every row carries both (web figures of p1 beside CRM figures of h1)
+        2026-11-02 | (other)        | 5        | 1                | 0                 | 0     | 0                     | 0           | 0                | 0         | 0    | 0    | 0             | 0         | 0         | 0   | p1          | h1
         # contact 3 (22:00 local on Nov 2); the merged-away 4 is not counted
-        2026-11-02 | Email          | 50       | 30               | 2                 | 2     | 0                     | 0           | 1                | 1         | 0    | 0    | 0             | 0         | 0         | 0
+        2026-11-02 | Email          | 50       | 30               | 2                 | 2     | 0                     | 0           | 1                | 1         | 0    | 0    | 0             | 0         | 0         | 0   | p1          | h1
         # micro = view_item 40 + search 10 + generate_lead 3 (a lead is also a micro conversion); macro = purchase
-        2026-11-02 | Organic Search | 100      | 60               | 53                | 3     | 2                     | 99.5        | 2                | 2         | 0    | 0    | 0             | 0         | 0         | 0
+        2026-11-02 | Organic Search | 100      | 60               | 53                | 3     | 2                     | 99.5        | 2                | 2         | 0    | 0    | 0             | 0         | 0         | 0   | p1          | h1
         # contact 5 (unmapped source) and the archived 6 (no source); only 5 entered lead
-        2026-11-02 | Unassigned     | 10       | 2                | 0                 | 0     | 0                     | 0           | 2                | 1         | 0    | 0    | 0             | 0         | 0         | 0
+        2026-11-02 | Unassigned     | 10       | 2                | 0                 | 0     | 0                     | 0           | 2                | 1         | 0    | 0    | 0             | 0         | 0         | 0   | p1          | h1
         # stages are counted on the day they were entered, not on the creation day
-        2026-11-03 | Organic Search | 0        | 0                | 0                 | 0     | 0                     | 0           | 0                | 0         | 1    | 0    | 0             | 0         | 0         | 0
+        2026-11-03 | Organic Search | 0        | 0                | 0                 | 0     | 0                     | 0           | 0                | 0         | 1    | 0    | 0             | 0         | 0         | 0   | p1          | h1
         # d1 won (d2 lost is left out); contact 1 became customer the same day
-        2026-11-05 | Organic Search | 0        | 0                | 0                 | 0     | 0                     | 0           | 0                | 0         | 0    | 0    | 0             | 1         | 1         | 1200.5
+        2026-11-05 | Organic Search | 0        | 0                | 0                 | 0     | 0                     | 0           | 0                | 0         | 0    | 0    | 0             | 1         | 1         | 1200.5   | p1          | h1
         # d3: a won deal without contact
-        2026-11-05 | Unassigned     | 0        | 0                | 0                 | 0     | 0                     | 0           | 0                | 0         | 0    | 0    | 0             | 0         | 1         | 300
+        2026-11-05 | Unassigned     | 0        | 0                | 0                 | 0     | 0                     | 0           | 0                | 0         | 0    | 0    | 0             | 0         | 1         | 300   | p1          | h1
         """,
     )
