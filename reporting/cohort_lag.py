@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import duckdb
 
 from reporting.errors import ExportError
-from reporting.marts import has_table, mart_columns, query_rows
+from reporting.marts import has_table, query_rows
 from reporting.period import Period
 from reporting.wording import humanise
 
@@ -54,16 +54,11 @@ class CohortWindow:
 
 def cohort_funnels(con: duckdb.DuckDBPyConnection) -> set[str]:
     """The funnels of `marts.funnel_daily` whose rows are creation cohorts (HubSpot), not daily events."""
-    cols = mart_columns(con, "funnel_daily")
-    if "count_unit" in cols:
-        where = "count_unit LIKE 'contacts (cohort%'"
-    elif "source_system" in cols:
-        where = "source_system = 'hubspot'"
-    else:
-        return set()
     return {
         r[0]
-        for r in con.execute(f"SELECT DISTINCT funnel_name FROM marts.funnel_daily WHERE {where}").fetchall()
+        for r in con.execute(
+            "SELECT DISTINCT funnel_name FROM marts.funnel_daily WHERE count_unit LIKE 'contacts (cohort%'"
+        ).fetchall()
     }
 
 
@@ -99,8 +94,6 @@ def crm_cohort_lag(
     )
     needed = ("hubspot_contact_facts", "hubspot_contact_stage_events")
     if not funnels or not all(has_table(con, "staging", t) for t in needed):
-        return default
-    if not {"signal", "signal_type", "funnel_step"} <= mart_columns(con, "conversion_catalog").keys():
         return default
     rows = query_rows(
         con,

@@ -21,29 +21,28 @@ from reporting.marts import mart_columns
 # a new free-text column upstream must be reviewed before it can reach an inbox.
 TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     "conversion_catalog": (
-        "conversion_name", "label", "display_name", "description", "source_system", "signal", "signal_type",
-        "tier", "kind", "funnel_name", "step_name", "unit", "value_source",
+        "conversion_name", "description", "source_system", "signal", "signal_type", "tier", "kind",
+        "funnel_name", "value_source",
     ),
     "web_sessions_daily": ("property_id", "channel", "device_category", "country", "visitor_type"),
     "conversions_daily": (
         "source_system", "source_id", "conversion_name", "tier", "kind", "channel", "device_category",
-        "country", "visitor_type", "unit", "conversion_unit", "sessions_basis",
+        "country", "visitor_type", "conversion_unit",
     ),
-    "funnel_daily": ("funnel_name", "step_name", "tier", "unit", "count_unit", "source_system", "portal_id"),
+    "funnel_daily": ("funnel_name", "step_name", "count_unit", "source_system", "portal_id"),
     "channel_funnel_daily": ("channel", "portal_id"),
     "segment_summary": (
         "tier", "conversion_name", "segment_dimension", "segment_value", "unit", "source_system",
         "test_method", "gate_reason",
     ),
     "micro_macro_lift": (
-        "micro_conversion", "basis", "macro_conversion", "unit", "source_system", "kind", "test_method",
-        "gate_reason",
+        "micro_conversion", "basis", "macro_conversion", "unit", "kind", "test_method", "gate_reason",
     ),
     "data_quality": ("run_id", "source", "source_id", "request", "mode"),
 }  # fmt: skip
 TEXT_COLUMNS.update(section_alerts.TEXT_COLUMNS)
-TEXT_COLUMNS["micro_conversions_daily"] = TEXT_COLUMNS["conversions_daily"]
-TEXT_COLUMNS["macro_conversions_daily"] = TEXT_COLUMNS["conversions_daily"]
+TEXT_COLUMNS["micro_conversions_daily"] = (*TEXT_COLUMNS["conversions_daily"], "sessions_basis")
+TEXT_COLUMNS["macro_conversions_daily"] = TEXT_COLUMNS["micro_conversions_daily"]
 
 # Non-text columns are aggregates (counts, rates, dates, flags) and pass, unless their name says they
 # identify a person or a record tied to one.
@@ -58,7 +57,7 @@ NUMERIC_TYPES = re.compile(
 def columns_to_export(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     allowed_text = set(TEXT_COLUMNS.get(table, ()))
     out = []
-    for name, dtype in mart_columns(con, table).items():
+    for name, dtype in mart_columns(table).items():
         if name.startswith("_"):
             continue
         if (

@@ -29,7 +29,7 @@ def copy_mart(
     cols = columns_to_export(con, table)
     if not cols:
         return []
-    all_cols = mart_columns(con, table)
+    all_cols = mart_columns(table)
     filt = date_filter(all_cols)
     where, params = "", {}
     if filt is not None:

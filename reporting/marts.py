@@ -18,9 +18,12 @@ import duckdb
 from reporting.errors import ExportError
 from reporting.period import Period
 from transforms.build import MART_TABLES
+from transforms.model_contracts import load_all_contracts
 
-# The analyst-facing marts, as the transforms build them.
+# The analyst-facing marts, as the transforms build them, and their contracts (transforms/sql/**): the
+# columns and types every mart has, so the report never probes the file for them.
 MARTS = MART_TABLES
+MART_CONTRACTS = {m.name: m for m in load_all_contracts() if m.schema == "marts"}
 
 
 def query_rows(
@@ -31,15 +34,9 @@ def query_rows(
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def mart_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
-    return {
-        name: dtype
-        for name, dtype in con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'marts' AND table_name = ? ORDER BY ordinal_position",
-            [table],
-        ).fetchall()
-    }
+def mart_columns(table: str) -> dict[str, str]:
+    """name -> type of every column of marts.<table>, in order, from its model contract."""
+    return {c.name: c.type for c in MART_CONTRACTS[table].columns}
 
 
 def ident(name: str) -> str:
@@ -79,20 +76,8 @@ def check_marts(con: duckdb.DuckDBPyConnection) -> None:
 
 def detect_sandbox(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the analyst file was built from the built-in sandbox (its ids are fixed)."""
-    cols = mart_columns(con, "data_quality")
-    for flag in ("data_source", "sandbox"):
-        if flag in cols:
-            rows = con.execute(f"SELECT DISTINCT {ident(flag)}::VARCHAR FROM marts.data_quality").fetchall()
-            values = {str(r[0]).lower() for r in rows if r[0] is not None}
-            if values:
-                return bool(values & {"sandbox", "true"})
-    ids: set[str] = set()
-    if "source_id" in cols:
-        ids |= {r[0] for r in con.execute("SELECT DISTINCT source_id FROM marts.data_quality").fetchall()}
-    if "source_id" in mart_columns(con, "conversions_daily"):
-        ids |= {
-            r[0] for r in con.execute("SELECT DISTINCT source_id FROM marts.conversions_daily").fetchall()
-        }
+    ids = {r[0] for r in con.execute("SELECT DISTINCT source_id FROM marts.data_quality").fetchall()}
+    ids |= {r[0] for r in con.execute("SELECT DISTINCT source_id FROM marts.conversions_daily").fetchall()}
     return "sandbox" in ids
 
 
@@ -110,7 +95,7 @@ def segment_window(
     con: duckdb.DuckDBPyConnection, table: str, period: Period
 ) -> tuple[dt.date, dt.date] | None:
     """The statistics window to report: the latest one ending by the period's end, else the latest."""
-    cols = mart_columns(con, table)
+    cols = mart_columns(table)
     if not {"window_start", "window_end"} <= cols.keys():
         return None
     rows = con.execute(

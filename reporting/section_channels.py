@@ -10,7 +10,6 @@ from reporting import charts
 from reporting.marts import (
     as_float,
     ident,
-    mart_columns,
     query_rows,
 )
 from reporting.period import Period
@@ -33,8 +32,7 @@ CHANNEL_STAGES = (
 
 
 def channel_section(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, Any]:
-    cols = mart_columns(con, "channel_funnel_daily")
-    stages = [(c, label) for c, label, _ in CHANNEL_STAGES if c in cols]
+    stages = [(c, label) for c, label, _ in CHANNEL_STAGES]
     sides = {c: side for c, _, side in CHANNEL_STAGES}
     select = ", ".join(f"sum({ident(c)}) AS {ident(c)}" for c, _ in stages)
     rows = query_rows(

@@ -12,8 +12,6 @@ import duckdb
 from reporting import charts
 from reporting.marts import (
     as_float,
-    ident,
-    mart_columns,
     query_rows,
     relative_change,
 )
@@ -116,18 +114,16 @@ def headline_section(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str
 
 def conversion_table(con: duckdb.DuckDBPyConnection, period: Period) -> list[dict]:
     prev = period.previous()
-    cat_cols = mart_columns(con, "conversion_catalog")
-    label_col = next((c for c in ("label", "display_name") if c in cat_cols), None)
     rows = query_rows(
         con,
-        f"""WITH c AS (
+        """WITH c AS (
               SELECT conversion_name,
                      sum(conversions) FILTER (WHERE date BETWEEN $s AND $e) AS conversions,
                      sum(conversions) FILTER (WHERE date BETWEEN $ps AND $pe) AS prev_conversions,
                      sum(value) FILTER (WHERE date BETWEEN $s AND $e) AS value
               FROM marts.conversions_daily WHERE date BETWEEN $ps AND $e GROUP BY conversion_name)
             SELECT k.conversion_name, k.source_system, k.tier, k.kind, k.funnel_name, k.funnel_step,
-                   {f"k.{ident(label_col)}" if label_col else "NULL"} AS label,
+                   NULL AS label,
                    coalesce(c.conversions, 0) AS conversions, coalesce(c.prev_conversions, 0) AS prev_conversions,
                    coalesce(c.value, 0) AS value
             FROM marts.conversion_catalog k LEFT JOIN c USING (conversion_name)

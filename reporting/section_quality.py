@@ -26,7 +26,7 @@ def data_quality_section(
     data_end: dt.date | None,
     funnels: list[dict],
 ) -> dict[str, Any]:
-    cols = mart_columns(con, "data_quality")
+    cols = mart_columns("data_quality")
     filt = date_filter(cols)
     where = f"WHERE {filt[0]}" if filt and filt[1] else ""
     params = {"start": period.start, "end": period.end} if where else {}
@@ -55,9 +55,7 @@ def data_quality_section(
 
     # Days are read from the daily marts' own flags when they carry them (exact per day); otherwise
     # from the request log, where a request over several days flags each day it covers.
-    flagged_tables = {
-        table: mart_columns(con, table) for table in ("web_sessions_daily", "conversions_daily")
-    }
+    flagged_tables = {table: mart_columns(table) for table in ("web_sessions_daily", "conversions_daily")}
 
     def flagged_days(flag: str) -> list[str]:
         by_day: dict[dt.date, set[str]] = {}

@@ -12,8 +12,6 @@ import duckdb
 from reporting import charts
 from reporting.marts import (
     as_float,
-    ident,
-    mart_columns,
     query_rows,
     segment_window,
 )
@@ -24,12 +22,10 @@ from reporting.wording import MICRO_MACRO_BASIS, humanise, lift_sentence, segmen
 def segment_family(con: duckdb.DuckDBPyConnection, window: tuple[dt.date, dt.date]) -> dict[str, Any] | None:
     """The conversion whose segment ranking leads the section: the web macro conversion with the most
     tested segments (GA4 purchases in the default catalog), else any family that was tested."""
-    cols = mart_columns(con, "segment_summary")
-    source = "source_system" if "source_system" in cols else "NULL"
     picked = query_rows(
         con,
-        f"""SELECT * FROM (
-              SELECT {source} AS source_system, tier, conversion_name, count(rank) AS ranked,
+        """SELECT * FROM (
+              SELECT source_system, tier, conversion_name, count(rank) AS ranked,
                      sum(conversions) AS n
               FROM marts.segment_summary WHERE window_start = $ws AND window_end = $we
               GROUP BY ALL)
@@ -45,25 +41,21 @@ def segments_section(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str
     family = segment_family(con, window) if window else None
     if window is None or family is None:
         return {"window": None, "rows": [], "sentences": [], "null_dims": [], "panels": [], "table": []}
-    cols = mart_columns(con, "segment_summary")
-    has_source = "source_system" in cols
-    unit_col = "unit" if "unit" in cols else "NULL"
-    gate_col = "gate_reason" if "gate_reason" in cols else "NULL"
     rows = query_rows(
         con,
-        f"""SELECT segment_dimension, segment_value, {unit_col} AS unit, units, conversions, rate,
+        """SELECT segment_dimension, segment_value, unit, units, conversions, rate,
                    rate_ci_low, rate_ci_high, rest_rate, lift, lift_ci_low, lift_ci_high, p_value, q_value,
-                   significant, rank, {gate_col} AS gate_reason
+                   significant, rank, gate_reason
             FROM marts.segment_summary
             WHERE window_start = $ws AND window_end = $we AND tier = $tier AND conversion_name = $conv
-              {"AND source_system IS NOT DISTINCT FROM $src" if has_source else ""}
+              AND source_system IS NOT DISTINCT FROM $src
             ORDER BY segment_dimension, rank NULLS LAST, lift_ci_low DESC NULLS LAST, segment_value""",
         {
             "ws": window[0],
             "we": window[1],
             "tier": family["tier"],
             "conv": family["conversion_name"],
-            **({"src": family["source_system"]} if has_source else {}),
+            "src": family["source_system"],
         },
     )
     for r in rows:
@@ -175,21 +167,16 @@ def segments_section(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str
 
 
 def micro_macro_section(con: duckdb.DuckDBPyConnection, period: Period) -> dict[str, Any]:
-    cols = mart_columns(con, "micro_macro_lift")
     window = segment_window(con, "micro_macro_lift", period)
     where, params = "", {}
     if window is not None:
         where, params = "WHERE window_start = $ws AND window_end = $we", {"ws": window[0], "we": window[1]}
 
-    def col(name: str, default: str = "NULL") -> str:
-        return ident(name) if name in cols else default
-
     rows = query_rows(
         con,
-        f"""SELECT micro_conversion, basis, {col("macro_conversion")} AS macro_conversion, {col("unit")} AS unit,
+        f"""SELECT micro_conversion, basis, macro_conversion, unit,
                    did_count, did_macro_rate, did_not_count, did_not_macro_rate, lift, lift_ci_low, lift_ci_high,
-                   p_value, q_value, {col("significant", "q_value < 0.05")} AS significant, rank,
-                   {col("gate_reason")} AS gate_reason
+                   p_value, q_value, significant, rank, gate_reason
             FROM marts.micro_macro_lift {where}
             ORDER BY rank IS NULL, lift_ci_low DESC NULLS LAST, basis, micro_conversion""",
         params,

@@ -1,7 +1,9 @@
 """Fixtures for the export tests: marts to report on, Chromium to render with, a DOM to read.
 
-`fixture_marts` is a small marts-shaped DuckDB file with the issue-5 columns (deterministic,
-aggregate only), so the report can be tested without running the whole pipeline.
+`fixture_marts` is a small DuckDB file of marts (deterministic, aggregate only), so the report can be
+tested without running the whole pipeline. Its tables are created from the model contracts
+(transforms/sql/**, transforms.model_contracts): same columns, same types as the built marts; the rows
+below fill the columns the tests read, the others stay NULL.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
+from transforms.model_contracts import load_all_contracts
 
 PERIOD_END = dt.date(2026, 11, 22)  # a Sunday: the report covers ISO week 2026-W47
 WEEK_START = dt.date(2026, 11, 16)
@@ -75,24 +79,39 @@ CATALOG = [
 ]
 
 
+MART_CONTRACTS = {m.name: m for m in load_all_contracts() if m.schema == "marts"}
+
+
+def create_mart(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """marts.<name> exactly as its contract declares it (columns, order, types), empty."""
+    columns = ", ".join(f'"{c.name}" {c.type}' for c in MART_CONTRACTS[name].columns)
+    con.execute(f"CREATE TABLE marts.{name} ({columns})")
+
+
 def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), days: int = 56) -> Path:
     start_date = end_date - dt.timedelta(days=days - 1)
     con = duckdb.connect(str(path))
     try:
         con.execute("CREATE SCHEMA marts")
+        for name in MART_CONTRACTS:
+            create_mart(con, name)
+        # The catalog with each conversion's per-session rate, which generates the fixture's counts.
         con.execute(
-            """CREATE TABLE marts.conversion_catalog (conversion_name VARCHAR, source_system VARCHAR,
+            """CREATE TEMP TABLE fixture_catalog (conversion_name VARCHAR, source_system VARCHAR,
                signal VARCHAR, tier VARCHAR, kind VARCHAR, funnel_name VARCHAR, funnel_step INTEGER,
                value DOUBLE, per_session_rate DOUBLE)"""
         )
-        con.executemany("INSERT INTO marts.conversion_catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", CATALOG)
+        con.executemany("INSERT INTO fixture_catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", CATALOG)
+        con.execute(
+            "INSERT INTO marts.conversion_catalog BY NAME SELECT * EXCLUDE (per_session_rate) FROM fixture_catalog"
+        )
         con.execute("CREATE TABLE dims_channel AS SELECT unnest(?::VARCHAR[]) AS channel", [CHANNELS])
         con.execute("CREATE TABLE dims_device AS SELECT unnest(?::VARCHAR[]) AS device_category", [DEVICES])
         con.execute("CREATE TABLE dims_country AS SELECT unnest(?::VARCHAR[]) AS country", [COUNTRIES])
         con.execute("CREATE TABLE dims_vt AS SELECT unnest(?::VARCHAR[]) AS visitor_type", [VISITOR_TYPES])
         con.execute(
             """
-            CREATE TABLE marts.web_sessions_daily AS
+            INSERT INTO marts.web_sessions_daily BY NAME
             SELECT d::DATE AS date, '123456789' AS property_id, channel, device_category, country, visitor_type,
                    (3 + hash(d, channel, device_category, country, visitor_type) % 9
                       + CASE channel WHEN 'Organic Search' THEN 6 WHEN 'Direct' THEN 4 ELSE 0 END
@@ -104,18 +123,20 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
         )
         con.execute(
             """UPDATE marts.web_sessions_daily SET engaged_sessions = (sessions * 0.6)::BIGINT,
-               total_users = (sessions * 0.9)::BIGINT, new_users = (sessions * 0.5)::BIGINT"""
+               total_users = (sessions * 0.9)::BIGINT, new_users = (sessions * 0.5)::BIGINT,
+               engagement_rate = 0.6, subject_to_thresholding = false,
+               data_loss_from_other_row = dayofmonth(date) = 18, sampled = false"""
         )
         con.execute(
             """
-            CREATE TABLE marts.conversions_daily AS
+            INSERT INTO marts.conversions_daily BY NAME
             WITH base AS (
               SELECT w.date, c.source_system, CASE c.source_system WHEN 'ga4' THEN '123456789' ELSE 'sandbox' END AS source_id,
                      c.conversion_name, c.tier, c.kind, w.channel, w.device_category, w.country, w.visitor_type,
                      w.sessions,
                      c.per_session_rate * CASE w.channel WHEN 'Email' THEN 1.8 WHEN 'Display' THEN 0.45 ELSE 1.0 END
                        * (0.85 + (hash(w.date, c.conversion_name, w.channel, w.country) % 30) / 100.0) AS r
-              FROM marts.web_sessions_daily w, marts.conversion_catalog c
+              FROM marts.web_sessions_daily w, fixture_catalog c
             )
             SELECT date, source_system, source_id, conversion_name, tier, kind, channel, device_category, country,
                    visitor_type, round(sessions * r * 1.0 + (hash(date, conversion_name, channel, device_category) % 100) / 100.0 - 0.3)::BIGINT AS conversions,
@@ -124,20 +145,27 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
             """
         )
         con.execute("UPDATE marts.conversions_daily SET conversions = greatest(conversions, 0)")
+        # GA4 quality flags planted on the daily marts: thresholding on the 17th and 20th (events), an
+        # '(other)' row on the 18th (web sessions, above).
+        con.execute(
+            """UPDATE marts.conversions_daily SET
+               subject_to_thresholding = source_system = 'ga4' AND dayofmonth(date) IN (17, 20),
+               data_loss_from_other_row = false, sampled = false"""
+        )
         con.execute(
             "UPDATE marts.conversions_daily SET users = conversions, value = CASE conversion_name WHEN 'purchase' THEN conversions * 84.5 WHEN 'customer' THEN conversions * 1200 ELSE 0 END"
         )
         con.execute("DELETE FROM marts.conversions_daily WHERE conversions = 0")
         for tier in ("micro", "macro"):
             con.execute(
-                f"""CREATE TABLE marts.{tier}_conversions_daily AS
+                f"""INSERT INTO marts.{tier}_conversions_daily BY NAME
                 SELECT c.*, w.sessions, c.conversions / w.sessions AS conversion_rate
                 FROM marts.conversions_daily c JOIN marts.web_sessions_daily w
                 USING (date, channel, device_category, country, visitor_type) WHERE c.tier = '{tier}'"""
             )
         con.execute(
             """
-            CREATE TABLE marts.funnel_daily AS
+            INSERT INTO marts.funnel_daily BY NAME
             WITH daily AS (
               SELECT c.date, k.funnel_name, k.funnel_step AS step_index, k.conversion_name AS step_name, sum(c.conversions) AS n
               FROM marts.conversions_daily c JOIN marts.conversion_catalog k USING (conversion_name)
@@ -165,8 +193,10 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
         )
         con.execute(
             """
-            CREATE TABLE marts.channel_funnel_daily AS
-            SELECT w.date, w.channel, sum(w.sessions) AS sessions,
+            INSERT INTO marts.channel_funnel_daily BY NAME
+            SELECT w.date, w.channel, sum(w.sessions) AS sessions, sum(w.engaged_sessions) AS engaged_sessions,
+              (SELECT sum(conversions) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'purchase') AS web_macro_conversions,
+              (SELECT sum(value) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'purchase') AS web_revenue,
               (SELECT sum(conversions) FROM marts.micro_conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.source_system = 'ga4') AS micro_conversions,
               (SELECT sum(conversions) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'generate_lead') AS leads,
               (SELECT sum(conversions) FROM marts.conversions_daily m WHERE m.date = w.date AND m.channel = w.channel AND m.conversion_name = 'generate_lead') AS contacts_created,
@@ -181,6 +211,7 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
         )
         con.execute(
             """UPDATE marts.channel_funnel_daily SET micro_conversions = coalesce(micro_conversions, 0),
+               web_macro_conversions = coalesce(web_macro_conversions, 0), web_revenue = coalesce(web_revenue, 0),
                leads = coalesce(leads, 0), contacts_created = coalesce(contacts_created, 0), mqls = coalesce(mqls, 0),
                sqls = coalesce(sqls, 0), opportunities = coalesce(opportunities, 0), customers = coalesce(customers, 0),
                deals_won = coalesce(deals_won, 0), revenue = coalesce(revenue, 0)"""
@@ -197,18 +228,14 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
             ("country", "Germany", 8000, 251, 0.031, 1.01, 0.89, 1.15, 0.87, 0.93, False),
             ("country", "United States", 9000, 275, 0.031, 0.98, 0.87, 1.11, 0.77, 0.91, False),
         ]
-        con.execute(
-            """CREATE TABLE marts.segment_summary (window_start DATE, window_end DATE, tier VARCHAR,
-               conversion_name VARCHAR, segment_dimension VARCHAR, segment_value VARCHAR, unit VARCHAR, units BIGINT,
-               conversions BIGINT, rate DOUBLE, rate_ci_low DOUBLE, rate_ci_high DOUBLE, rest_rate DOUBLE,
-               lift DOUBLE, lift_ci_low DOUBLE, lift_ci_high DOUBLE, p_value DOUBLE, q_value DOUBLE,
-               significant BOOLEAN, rank INTEGER)"""
-        )
         ranked = sorted(segment_rows, key=lambda r: -r[6])
         for rank, (dim, val, units, conv, rest, lift, lo, hi, p, q, sig) in enumerate(ranked, start=1):
             rate = conv / units
             con.execute(
-                "INSERT INTO marts.segment_summary VALUES (?, ?, 'macro', 'all', ?, ?, 'sessions', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO marts.segment_summary (window_start, window_end, source_system, tier, conversion_name, "
+                "segment_dimension, segment_value, unit, units, conversions, rate, rate_ci_low, rate_ci_high, rest_rate, "
+                "lift, lift_ci_low, lift_ci_high, p_value, q_value, significant, rank) "
+                "VALUES (?, ?, 'ga4', 'macro', 'all', ?, ?, 'sessions', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     start_date,
                     end_date,
@@ -229,13 +256,10 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
                     rank,
                 ],
             )
-        con.execute(
-            """CREATE TABLE marts.micro_macro_lift (micro_conversion VARCHAR, basis VARCHAR, macro_conversion VARCHAR,
-               did_count BIGINT, did_macro_rate DOUBLE, did_not_count BIGINT, did_not_macro_rate DOUBLE, lift DOUBLE,
-               lift_ci_low DOUBLE, lift_ci_high DOUBLE, p_value DOUBLE, q_value DOUBLE, significant BOOLEAN, rank INTEGER)"""
-        )
         con.executemany(
-            "INSERT INTO marts.micro_macro_lift VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO marts.micro_macro_lift (micro_conversion, basis, macro_conversion, did_count, did_macro_rate, "
+            "did_not_count, did_not_macro_rate, lift, lift_ci_low, lift_ci_high, p_value, q_value, significant, rank) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     "Demo request",
@@ -319,9 +343,13 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
                 ),
             ],
         )
+        # One statistics window: the fixture's whole span.
+        con.execute(
+            "UPDATE marts.micro_macro_lift SET window_start = ?, window_end = ?", [start_date, end_date]
+        )
         con.execute(
             """
-            CREATE TABLE marts.data_quality AS
+            INSERT INTO marts.data_quality BY NAME
             SELECT 'run-' || strftime(d, '%Y%m%d') AS run_id, 'ga4' AS source, '123456789' AS source_id, r AS request,
                    'full' AS mode, d::DATE AS start_date, d::DATE AS end_date, 100::BIGINT AS rows, 1 AS pages,
                    1 AS requests, (hash(d, r) % 7 = 0)::INT AS retries, 0 AS http_429,
@@ -332,17 +360,8 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
             """,
             [start_date, end_date],
         )
-        # Experiments (hand-declared, the shape of transforms/sql/experiments/experiment_readout.sql): one
-        # "micro up, macro flat", one sample-ratio mismatch, one with no detectable difference.
-        con.execute(
-            """CREATE TABLE marts.experiment_readout (experiment VARCHAR, variant VARCHAR, is_control BOOLEAN,
-               audience_name VARCHAR, conversion_name VARCHAR, tier VARCHAR, window_start DATE, window_end DATE,
-               users BIGINT, converters BIGINT, rate DOUBLE, rate_ci_lower DOUBLE, rate_ci_upper DOUBLE, lift DOUBLE,
-               lift_ci_lower DOUBLE, lift_ci_upper DOUBLE, p_value DOUBLE, significant BOOLEAN,
-               fixed_lift_ci_lower DOUBLE, fixed_lift_ci_upper DOUBLE, fixed_p_value DOUBLE,
-               minimum_detectable_lift DOUBLE, planned_share DOUBLE, observed_share DOUBLE, srm_p_value DOUBLE,
-               srm_flag BOOLEAN, verdict VARCHAR, subject_to_thresholding BOOLEAN)"""
-        )
+        # Experiments (marts.experiment_readout, created from its contract): one "micro up, macro flat", one
+        # sample-ratio mismatch, one with no detectable difference. Rows in the contract's column order.
         experiments = [
             (
                 "checkout_button",
@@ -402,7 +421,7 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
         # three channels (Kaplan-Meier shapes: a median, quartiles and shares that only grow along the curve).
         con.execute(
             """
-            CREATE TABLE marts.conversion_anomalies AS
+            INSERT INTO marts.conversion_anomalies BY NAME
             SELECT * FROM (VALUES
                 ('2026-11-18|123456789|conversion|add_to_cart', DATE '2026-11-18', '123456789', 'conversion',
                  'add_to_cart', NULL, NULL, 'sessions', 0, 2000, 0.0, 221.0, 0.11, 152.0, 290.0, -11.2, 'zero', 'high', -1.0,
@@ -420,7 +439,7 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
         )
         con.execute(
             """
-            CREATE TABLE marts.time_to_convert_curve AS
+            INSERT INTO marts.time_to_convert_curve BY NAME
             SELECT channel, 'contact_created' AS from_step, 'lifecycle_customer' AS to_step, day::INTEGER AS day,
                 to_days(day::INTEGER) AS elapsed, (1 - exp(-day / scale)) * cap AS share_converted,
                 greatest((1 - exp(-day / scale)) * cap - 0.01, 0) AS share_converted_ci_low,
@@ -433,7 +452,7 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
         )
         con.execute(
             """
-            CREATE TABLE marts.time_to_convert AS
+            INSERT INTO marts.time_to_convert BY NAME
             SELECT channel, 'contact_created' AS from_step, 'lifecycle_customer' AS to_step, n AS contacts_at_risk,
                 round(cap * n * 0.9)::BIGINT AS events, (n - round(cap * n * 0.9))::BIGINT AS censored,
                 -scale * ln(1 - 0.5 / cap) AS median_days, -scale * ln(1 - 0.45 / cap) AS median_ci_low_days,
@@ -445,7 +464,7 @@ def build_fixture_marts(path: Path, end_date: dt.date = dt.date(2026, 11, 22), d
                 AS c(channel, scale, cap, n)
             """
         )
-        for table in ("dims_channel", "dims_device", "dims_country", "dims_vt"):
+        for table in ("dims_channel", "dims_device", "dims_country", "dims_vt", "fixture_catalog"):
             con.execute(f"DROP TABLE {table}")
         con.execute("CHECKPOINT")
     finally:

@@ -52,7 +52,6 @@ def with_stage_history(
     step (customer) that many days after it was created; plus one contact created on `first_created`."""
     shutil.copyfile(fixture_marts, path)
     con = duckdb.connect(str(path))
-    con.execute("ALTER TABLE marts.conversion_catalog ADD COLUMN signal_type VARCHAR")
     con.execute(
         "UPDATE marts.conversion_catalog SET signal_type = 'lifecycle_stage', signal = 'customer' "
         "WHERE conversion_name = 'customer'"

@@ -4,6 +4,7 @@ refuses the export. HTML from a landing page is text in the report and the e-mai
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import email.policy
@@ -22,9 +23,11 @@ from orchestration.connections import Ga4Resource, HubSpotResource
 from orchestration.defs.exports.assets import weekly_summary
 from orchestration.warehouse import WarehouseResource
 from reporting import PersonalDataError, export_columns, report, run_export
+from reporting import marts as marts_module
 from reporting.delivery import send_email
 from reporting.delivery_settings import DeliverySettings
 from reporting.personal_data import REDACTED
+from transforms.model_contracts import Column
 
 PERIOD_END = dt.date(2026, 11, 22)
 EMAIL_CAMPAIGN = "x.y@example.com"
@@ -175,7 +178,12 @@ def test_a_personal_data_column_still_refuses_the_export(fixture_marts, tmp_path
     con = duckdb.connect(str(marts))
     con.execute("ALTER TABLE marts.conversions_daily ADD COLUMN contact_email VARCHAR DEFAULT 'someone'")
     con.close()
-    # A reviewer adds the column to the exported text columns by mistake: the export refuses, keeps nothing.
+    # The model gains the column (its contract declares it, as the SQL header would)...
+    contract = marts_module.MART_CONTRACTS["conversions_daily"]
+    email_column = Column("contact_email", "VARCHAR", False, "A contact's e-mail address.")
+    widened = dataclasses.replace(contract, columns=(*contract.columns, email_column))
+    monkeypatch.setitem(marts_module.MART_CONTRACTS, "conversions_daily", widened)
+    # ...and a reviewer adds it to the exported text columns by mistake: the export refuses, keeps nothing.
     reviewed = {**export_columns.TEXT_COLUMNS}
     reviewed["conversions_daily"] = (*reviewed["conversions_daily"], "contact_email")
     monkeypatch.setattr(export_columns, "TEXT_COLUMNS", reviewed)
