@@ -107,6 +107,22 @@ def account_hubspot(hubspot: HubSpotResource, portal: HubSpotPortal) -> HubSpotR
     return HubSpotResource(access_token=token, portal_id=portal.portal_id, host=hubspot.host)
 
 
+def record_portal(con: Any, details: dict[str, Any], portal: HubSpotPortal) -> str:
+    """Record an account's portal for the build (raw.hubspot_portals): the zone HubSpot's account-info
+    (`HubSpotClient.account_details()`) answers, which the build cuts the portal's instants into days
+    with, and the GA4 property the file pairs it with. Returns the zone."""
+    zone = str(details["timeZone"])
+    raw_load.record_hubspot_portal(
+        con,
+        portal.portal_id,
+        time_zone=zone,
+        property_id=ACCOUNTS.property(portal.ga4_property).property_id,
+        hub_id=None if details.get("portalId") is None else str(details["portalId"]),
+        currency_code=details.get("companyCurrency"),
+    )
+    return zone
+
+
 def check_account_ga4(client: Any, account: Ga4Property, spec: Any, day: dt.date) -> str:
     """Before any report request of an account's GA4 step: every custom report of the account against the
     property's metadata, then the property's reporting zone against the file. Returns the zone."""
@@ -403,7 +419,10 @@ def build_hubspot_object_asset(object_type: str, account: Ga4Property | None = N
                     rows_upserted += batch.num_rows
                     yield batch
 
+            details = None if paired is None else client.account_details()
             with warehouse.connect() as con:
+                if paired is not None and details is not None:
+                    record_portal(con, details, paired)
                 raw_load.upsert_hubspot_objects(
                     con, object_type, portal, pages(), mode, partition_key=partition_label(context)
                 )
@@ -499,12 +518,15 @@ def build_hubspot_reference_asset(kind: str, account: Ga4Property | None = None)
             client = source.make_client(run_id=context.run.run_id)
             fetch = client.properties if kind == "properties" else client.pipelines
             batches = [fetch(object_type) for object_type in object_types]
+            details = None if paired is None else client.account_details()
         except CONFIG_ERRORS as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         except Exception as exc:
             raise clear_failure(exc, "HubSpot") from exc
         log_entries = list(client.request_log)
         with warehouse.connect() as con:
+            if paired is not None and details is not None:
+                record_portal(con, details, paired)
             for object_type, batch in zip(object_types, batches, strict=True):
                 raw_load.replace_hubspot_metadata(con, kind, portal, [batch], object_type=object_type)
             ingest_writes.append_request_log(con, log_entries, run_id=context.run.run_id)
