@@ -233,10 +233,11 @@ def instance_config(pg_port: int, max_concurrent_runs: int = 4) -> dict[str, Any
     # the queue holds the others, and runs that touch no pool (exports) still run beside them.
     concurrency.setdefault("pools", {})["granularity"] = "run"
     # The pool's run-level check let two runs dequeued in the same tick start together (both then met
-    # DuckDB's file lock); the queue's tag limit does not: one warehouse-writing run at a time.
-    concurrency["runs"]["tag_concurrency_limits"] = [
-        {"key": "stepwise/writes", "value": "warehouse", "limit": 1}
-    ]
+    # DuckDB's file lock); the template's queue tag limit (stepwise/writes, one at a time) does not.
+    if not concurrency["runs"].get("tag_concurrency_limits"):
+        raise RuntimeError(
+            f"{TEMPLATE}: concurrency.runs.tag_concurrency_limits (stepwise/writes) is missing"
+        )
     return config
 
 

@@ -181,7 +181,8 @@ def _statistics(counts: pa.Table) -> dict[str, np.ndarray]:
 
     # The control row of each (experiment, conversion), by a dictionary on the few rows.
     control_index = {(e, c): i for i, (e, c, k) in enumerate(zip(exp, conv, is_control, strict=True)) if k}
-    ci = np.array([control_index.get((e, c), -1) for e, c in zip(exp, conv, strict=True)])
+    # int64 even when there are no rows (no experiment data yet), so the empty array still indexes.
+    ci = np.array([control_index.get((e, c), -1) for e, c in zip(exp, conv, strict=True)], dtype=np.int64)
     has_control = ci >= 0
     safe = np.where(has_control, ci, 0)
     lift = seq.lift_statistics(converters[safe], users[safe], converters, users)

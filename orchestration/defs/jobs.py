@@ -22,7 +22,8 @@ from orchestration.settings import DAILY, schedule_hour
 
 PIPELINE_GROUPS = ("ingest", "staging", "marts", "publish", "alerts")
 # Runs that write the DuckDB working file carry this tag; the deployment's queue runs one of them at a
-# time (tag_concurrency_limits in orchestration/deployment.py), as DuckDB allows one writing process.
+# time (tag_concurrency_limits in orchestration/dagster_instance.yaml, the dev and the deployed instance
+# alike), as DuckDB allows one writing process.
 WAREHOUSE_WRITER_TAGS = {"stepwise/writes": "warehouse"}
 
 

@@ -134,3 +134,29 @@ def test_schedule_hour_is_configurable(stepwise_env: Any) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "0 4 * * *"
+
+
+def test_every_job_that_writes_the_warehouse_waits_its_turn_in_the_queue(defs: Any) -> None:
+    # The instance template (used by `make ui`, the tests and `make deploy-local`) admits one run tagged
+    # stepwise/writes at a time; a job whose steps claim the duckdb pool must carry that tag, or two of
+    # its runs would take turns on the working file and read each other's half-loaded partitions.
+    import yaml
+
+    from orchestration.defs.jobs import WAREHOUSE_WRITER_TAGS
+
+    template = yaml.safe_load((REPO / "orchestration" / "dagster_instance.yaml").read_text())
+    [(key, value)] = WAREHOUSE_WRITER_TAGS.items()
+    assert {"key": key, "value": value, "limit": 1} in template["concurrency"]["runs"][
+        "tag_concurrency_limits"
+    ]
+    writers = []
+    for job in defs.resolve_all_job_defs():
+        if job.name.startswith(
+            "__"
+        ):  # the UI's ad-hoc materialisations: no run tags to set (steps keep the pool)
+            continue
+        pools = {getattr(node.definition, "pool", None) for node in job.graph.node_dict.values()}
+        if "duckdb" in pools:
+            writers.append(job.name)
+            assert job.tags.get(key) == value, job.name
+    assert "stepwise_daily" in writers and "rebuild_models" in writers

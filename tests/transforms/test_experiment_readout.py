@@ -226,3 +226,18 @@ def test_shipped_file_and_relative_windows(tmp_path) -> None:
     )
     assert one.experiments[0].window(TODAY) == (dt.date(2026, 9, 1), dt.date(2026, 10, 1))
     assert one.experiments[0].window(dt.date(2026, 9, 1)) is None  # not started: no complete day yet
+
+
+def test_no_experiment_data_yet_builds_an_empty_commented_readout(tmp_path) -> None:
+    # A property whose experiments have not started (or an accounts file with no experiment report) has an
+    # empty raw.ga4_experiments: the readout is an empty table with its comments, not an IndexError.
+    from transforms.experiments import build_experiment_readout
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    catalog = default_catalog()
+    assert build_experiment_readout(con, load_experiments(catalog=catalog), catalog) == 0
+    assert con.execute("SELECT count(*) FROM marts.experiment_readout").fetchall() == [(0,)]
+    comment = con.execute(
+        "SELECT comment FROM duckdb_tables() WHERE schema_name = 'marts' AND table_name = 'experiment_readout'"
+    ).fetchall()[0][0]
+    assert comment
