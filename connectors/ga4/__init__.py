@@ -1,8 +1,10 @@
 """GA4 Data API connector (no Dagster, no DuckDB): report specs, a quota-aware client, Arrow output."""
 
-from connectors.ga4.client import Ga4Client, Ga4Settings, PropertyBudget
+from connectors.ga4.client import Ga4Client
 from connectors.ga4.convert import FLAG_COLUMNS, batch_schema, response_to_batch
 from connectors.ga4.errors import Ga4ConfigError, Ga4FetchError, Ga4QuotaDeferred, Ga4QuotaExhausted
+from connectors.ga4.quota import PropertyBudget
+from connectors.ga4.settings import Ga4Settings
 from connectors.ga4.specs import (
     ReportSpec,
     check_specs,

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from connectors.ga4.client import Ga4Client
 from connectors.ga4.errors import Ga4ConfigError
+from connectors.ga4.request_log import finish_log
 
 __all__ = [
     "EXPERIMENT_METRIC",
@@ -128,7 +129,7 @@ def validate_experiments(
                 try:
                     answer = client._call(property_id, EXPERIMENT_REPORT, check, log, use_budget=False)
                 finally:
-                    client._finish_log(log)
+                    finish_log(log)
                 wanted = set(dimensions) | {EXPERIMENT_METRIC}
                 refused = sorted(
                     [
@@ -204,7 +205,7 @@ def fetch_experiment(
                 if not response.rows or offset >= response.row_count:
                     break
     except Exception as exc:
-        client._finish_log(log, error=str(exc))
+        finish_log(log, error=str(exc))
         raise
-    client._finish_log(log)
+    finish_log(log)
     return pa.table(columns, schema=experiment_schema())
