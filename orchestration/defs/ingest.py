@@ -21,11 +21,15 @@ data cursor (the largest last-modified instant already loaded for the portal), a
 re-reads an overlap window before it (HUBSPOT_INCREMENTAL_OVERLAP_SECONDS, default 300): HubSpot's
 search index lags edits, so a record edited just before a previous run's cut is read by the next run
 whatever partition it materialises. The upsert makes the re-read idempotent.
+
+Beside this module: ``ingest_accounts.py`` holds the accounts (partitions, keys, tags, per-account
+connections and checks), ``ingest_steps.py`` the helpers every step shares (partition dates, failures,
+request-log totals).
 """
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -33,17 +37,34 @@ import dagster as dg
 from connectors.ga4 import Ga4ConfigError, default_report_specs, plan_windows
 from connectors.hubspot import HubSpotConfigError
 from orchestration import ingest_writes
-from orchestration.accounts import Accounts, Ga4Property, HubSpotPortal, configured_accounts
+from orchestration.accounts import Ga4Property
 from orchestration.connections import Ga4Resource, HubSpotResource, data_source_label
+from orchestration.defs.ingest_accounts import (
+    ACCOUNT_DAILY,
+    ACCOUNTS,
+    PER_ACCOUNT,
+    account_ga4,
+    account_hubspot,
+    account_tags,
+    check_account_ga4,
+    raw_key,
+    record_portal,
+)
+from orchestration.defs.ingest_steps import (
+    clear_failure,
+    ga4_time_zone,
+    no_table_metadata,
+    partition_dates,
+    partition_label,
+    request_metadata,
+    warn_if_sandbox,
+)
 from orchestration.model_lineage import load_model_config
 from orchestration.settings import (
     DAILY,
     DUCKDB_POOL,
     OWNERS,
     StepwiseConfigError,
-    load_settings,
-    named_secret,
-    time_zone,
 )
 from orchestration.table_meta import table_exists, table_metadata
 from orchestration.warehouse import WarehouseResource
@@ -57,162 +78,6 @@ GA4_KINDS = {"ga4", "duckdb"}
 HUBSPOT_KINDS = {"hubspot", "duckdb"}
 HUBSPOT_OBJECTS = ("contacts", "companies", "deals")
 SINGLE_RUN = dg.BackfillPolicy.single_run()
-
-# The accounts of this code location (read at load time, like the partitions): the STEPWISE_ACCOUNTS file,
-# or the one-property shorthand, whose assets keep their one-account shape (unprefixed keys, DAILY).
-ACCOUNTS: Accounts = configured_accounts()
-PER_ACCOUNT = ACCOUNTS.source == "file"
-
-
-def _account_daily(prop: Ga4Property) -> dg.DailyPartitionsDefinition:
-    """The property's own local days: partition windows, backfills and the schedule in its zone."""
-    return dg.DailyPartitionsDefinition(
-        start_date=load_settings().start_date.isoformat(), timezone=prop.time_zone
-    )
-
-
-ACCOUNT_DAILY: dict[str, dg.DailyPartitionsDefinition] = (
-    {p.label: _account_daily(p) for p in ACCOUNTS.properties} if PER_ACCOUNT else {}
-)
-
-
-def raw_key(table: str, account: Ga4Property | None = None) -> dg.AssetKey:
-    return dg.AssetKey(["raw", table] if account is None else ["raw", account.label, table])
-
-
-def account_tags(account: Ga4Property | None) -> dict[str, str]:
-    return {} if account is None else {"stepwise/account": account.label}
-
-
-def account_ga4(ga4: Ga4Resource, account: Ga4Property) -> Ga4Resource:
-    """The GA4 connection narrowed to one property: its metadata, zone and quota are its own."""
-    return Ga4Resource(
-        property_ids=account.property_id,
-        credentials_file=ga4.credentials_file,
-        api_endpoint=ga4.api_endpoint,
-        lookback_days=ga4.lookback_days,
-        page_size=ga4.page_size,
-    )
-
-
-def account_hubspot(hubspot: HubSpotResource, portal: HubSpotPortal) -> HubSpotResource:
-    """The HubSpot connection of one portal, with the token from the variable the file names."""
-    token = named_secret(portal.token_env) if portal.token_env else None
-    if token is None:
-        raise StepwiseConfigError(
-            f"{ACCOUNTS.where(portal, 'hubspot_portals token_env')}: the environment variable "
-            f"{portal.token_env} that should hold portal '{portal.label}''s token is not set. Fix: set "
-            f"{portal.token_env} to the private app's access token in the environment of the runs"
-        )
-    return HubSpotResource(access_token=token, portal_id=portal.portal_id, host=hubspot.host)
-
-
-def record_portal(con: Any, details: dict[str, Any], portal: HubSpotPortal) -> str:
-    """Record an account's portal for the build (raw.hubspot_portals): the zone HubSpot's account-info
-    (`HubSpotClient.account_details()`) answers, which the build cuts the portal's instants into days
-    with, and the GA4 property the file pairs it with. Returns the zone."""
-    zone = str(details["timeZone"])
-    raw_load.record_hubspot_portal(
-        con,
-        portal.portal_id,
-        time_zone=zone,
-        property_id=ACCOUNTS.property(portal.ga4_property).property_id,
-        hub_id=None if details.get("portalId") is None else str(details["portalId"]),
-        currency_code=details.get("companyCurrency"),
-    )
-    return zone
-
-
-def check_account_ga4(client: Any, account: Ga4Property, spec: Any, day: dt.date) -> str:
-    """Before any report request of an account's GA4 step: every custom report of the account against the
-    property's metadata, then the property's reporting zone against the file. Returns the zone."""
-    for report in ACCOUNTS.reports_for(account.label):
-        try:
-            client.validate([report.spec], source=ACCOUNTS.where(report, "custom_reports"))
-        except Ga4ConfigError as exc:
-            raise Ga4ConfigError(
-                f"{exc}. Fix: list only dimensions and metrics the property's metadata offers "
-                "(GA4 Data API getMetadata), or name the report's 'properties'"
-            ) from None
-    client.validate([spec])
-    zone = str(client.reporting_time_zone(account.property_id, min(day, dt.date.today())))
-    if zone != account.time_zone:
-        raise Ga4ConfigError(
-            f"{ACCOUNTS.where(account, 'ga4_properties time_zone')}: the file says property "
-            f"{account.property_id} ('{account.label}') reports in {account.time_zone}, GA4 says {zone}. "
-            f"Fix: set 'time_zone: {zone}' (GA4 Admin > Property settings > Reporting time zone), then "
-            "backfill the account: its days were cut in the wrong zone"
-        )
-    return zone
-
-
-def partition_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
-    window = context.partition_time_window
-    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
-
-
-def partition_label(context: dg.AssetExecutionContext) -> str:
-    keys = context.partition_key_range
-    return keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}"
-
-
-def ga4_time_zone(client: Any, property_id: str) -> str:
-    """The property's reporting zone when the client knows it, else the partitions' zone."""
-    lookup = getattr(client, "property_time_zone", None)
-    if callable(lookup):
-        found = lookup(property_id)
-        if found:
-            return str(found)
-    return time_zone()
-
-
-def warn_if_sandbox(context: dg.AssetExecutionContext, *resources: Ga4Resource | HubSpotResource) -> None:
-    # Each resource says whether its data is synthetic; the sandbox ones share one notice.
-    for notice in dict.fromkeys(n for r in resources if (n := r.sandbox_notice())):
-        context.log.warning(notice)
-
-
-def clear_failure(exc: BaseException, source: str) -> dg.Failure:
-    """One message, naming what to fix; the stack stays in the debug log, secrets stay out."""
-    name = type(exc).__name__
-    return dg.Failure(
-        description=f"{source} ingestion stopped: {name}: {exc}",
-        metadata={"error_type": name},
-        allow_retries=False,
-    )
-
-
-def request_metadata(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    def total(field: str) -> int:
-        return int(sum((e.get(field) or 0) for e in entries))
-
-    remaining_day = [int(v) for e in entries if (v := e.get("quota_tokens_remaining_day")) is not None]
-    remaining_hour = [int(v) for e in entries if (v := e.get("quota_tokens_remaining_hour")) is not None]
-    meta: dict[str, Any] = {
-        "requests": dg.MetadataValue.int(total("requests")),
-        "retries": dg.MetadataValue.int(total("retries")),
-        "http_429": dg.MetadataValue.int(total("http_429")),
-        "quota_tokens_used": dg.MetadataValue.int(total("quota_tokens_used")),
-        "pages": dg.MetadataValue.int(total("pages")),
-        "rows_fetched": dg.MetadataValue.int(total("rows")),
-        "wait_seconds": dg.MetadataValue.float(float(sum((e.get("wait_seconds") or 0) for e in entries))),
-    }
-    if remaining_day:
-        meta["quota_tokens_remaining_day"] = dg.MetadataValue.int(min(remaining_day))
-    if remaining_hour:
-        meta["quota_tokens_remaining_hour"] = dg.MetadataValue.int(min(remaining_hour))
-    return meta
-
-
-def _no_table_metadata(
-    con: Any, schema: str, table: str, *, data_source: str, extra: dict[str, Any]
-) -> dict[str, Any]:
-    """A report with no row yet has no table (raw tables take their columns from the first batch)."""
-    return {
-        "data_source": dg.MetadataValue.text(data_source),
-        "dagster/row_count": dg.MetadataValue.int(0),
-        **extra,
-    }
 
 
 # --- GA4 ------------------------------------------------------------------------------------------
@@ -313,7 +178,7 @@ def build_ga4_asset(spec: Any, account: Ga4Property | None = None) -> dg.AssetsD
             flagged = ingest_writes.ga4_flagged_days(
                 con, table, first_replaced, end, None if account is None else account.property_id
             )
-            meta = (table_metadata if table_exists(con, "raw", table) else _no_table_metadata)(
+            meta = (table_metadata if table_exists(con, "raw", table) else no_table_metadata)(
                 con,
                 "raw",
                 table,
