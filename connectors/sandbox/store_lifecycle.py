@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-RNG_STREAM = 12  # the api helper's stream id (docs/CONTRACTS.md: one stream per feature)
+RNG_STREAM = 12  # the API-behaviours stream id (docs/CONTRACTS.md: one stream per feature)
 SKIP_MQL_SHARE = 0.06
 MOVED_BACK_SHARE = 0.08
 REENTERED_MQL_SHARE = 0.06

@@ -9,7 +9,7 @@
   version while the change has not reached the search index (``search_lag_seconds``);
 - ``store.version`` is bumped by changes that add records (the API's id caches depend on it).
 
-Draws come from the api helper's stream ``[seed, 12, 3, n]`` (n counts the changes), never from the
+Draws come from the API-behaviours stream ``[seed, 12, 3, n]`` (n counts the changes), never from the
 store's main stream.
 """
 
