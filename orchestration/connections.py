@@ -190,11 +190,14 @@ class Ga4Resource(dg.ConfigurableResource):
                 "property ids (ASCII digits, from GA4 Admin > Property settings), comma separated"
             ) from None
 
-    def check_config(self) -> None:
+    def _check_lookback(self) -> None:
         if not 0 <= self.lookback_days <= 30:
             raise StepwiseConfigError(
                 f"ga4.lookback_days is {self.lookback_days}: set STEPWISE_LOOKBACK_DAYS to 0..30"
             )
+
+    def check_config(self) -> None:
+        self._check_lookback()
         self.property_id_list()
         if self.credentials_file and not resolve_path(self.credentials_file).is_file():
             raise StepwiseConfigError(
@@ -244,10 +247,8 @@ class SandboxGa4Resource(Ga4Resource):
         return [SANDBOX_PROPERTY_ID]  # without starting the sandbox
 
     def check_config(self) -> None:
-        if not 0 <= self.lookback_days <= 30:
-            raise StepwiseConfigError(
-                f"ga4.lookback_days is {self.lookback_days}: set STEPWISE_LOOKBACK_DAYS to 0..30"
-            )
+        # No property ids or credentials to check: the sandbox serves its own.
+        self._check_lookback()
 
     def data_source(self) -> str:
         return "sandbox"

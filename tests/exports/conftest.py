@@ -703,3 +703,28 @@ def browser():
         parse_dom = staticmethod(parse_dom)
 
     return Browser
+
+
+# The report tests check the rendered page against SQL over the marts it came from, for both sources of
+# marts: the real pipeline's over the sandbox, and the hand-made fixture marts.
+@pytest.fixture(scope="module", params=["pipeline", "fixture"])
+def source(request):
+    """(export result, analyst file) for each source of marts."""
+    if request.param == "pipeline":
+        return request.getfixturevalue("pipeline_export"), request.getfixturevalue("pipeline_marts").path
+    return request.getfixturevalue("fixture_export"), request.getfixturevalue("fixture_marts")
+
+
+@pytest.fixture(scope="module")
+def rendered(source, browser):
+    """The DOM of the summary, as headless Chromium renders it."""
+    export, _ = source
+    return browser.parse_dom(browser.dump_dom(export.report_path))
+
+
+@pytest.fixture(scope="module")
+def marts(source):
+    """The analyst file the summary was written from, read-only."""
+    con = duckdb.connect(str(source[1]), read_only=True)
+    yield con
+    con.close()

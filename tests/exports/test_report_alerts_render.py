@@ -7,31 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-import duckdb
-import pytest
-
 PERIOD_END = dt.date(2026, 11, 22)
 WEEK_START = dt.date(2026, 11, 16)
-
-
-@pytest.fixture(scope="module", params=["pipeline", "fixture"])
-def source(request):
-    if request.param == "pipeline":
-        return request.getfixturevalue("pipeline_export"), request.getfixturevalue("pipeline_marts").path
-    return request.getfixturevalue("fixture_export"), request.getfixturevalue("fixture_marts")
-
-
-@pytest.fixture(scope="module")
-def rendered(source, browser):
-    export, _ = source
-    return browser.parse_dom(browser.dump_dom(export.report_path))
-
-
-@pytest.fixture(scope="module")
-def marts(source):
-    con = duckdb.connect(str(source[1]), read_only=True)
-    yield con
-    con.close()
 
 
 def _float(text: str | None) -> float | None:

@@ -7,29 +7,6 @@ import datetime as dt
 import math
 
 import duckdb
-import pytest
-
-
-@pytest.fixture(scope="module", params=["pipeline", "fixture"])
-def source(request):
-    """(export result, analyst file) for each source of marts (as in test_report_render)."""
-    if request.param == "pipeline":
-        return request.getfixturevalue("pipeline_export"), request.getfixturevalue("pipeline_marts").path
-    return request.getfixturevalue("fixture_export"), request.getfixturevalue("fixture_marts")
-
-
-@pytest.fixture(scope="module")
-def rendered(source, browser):
-    export, _ = source
-    return browser.parse_dom(browser.dump_dom(export.report_path))
-
-
-@pytest.fixture(scope="module")
-def marts(source):
-    con = duckdb.connect(str(source[1]), read_only=True)
-    yield con
-    con.close()
-
 
 PERIOD_END = dt.date(2026, 11, 22)
 FORBIDDEN = ("leads to", "drives", "causes", "because of")

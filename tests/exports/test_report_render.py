@@ -15,34 +15,10 @@ import re
 import shutil
 from pathlib import Path
 
-import duckdb
-import pytest
-
 PERIOD_END = dt.date(2026, 11, 22)
 WEEK_START = dt.date(2026, 11, 16)
 PREV_START, PREV_END = WEEK_START - dt.timedelta(days=7), WEEK_START - dt.timedelta(days=1)
 SECTIONS = ["headline", "funnel", "trends", "segments", "micro-macro", "channel-funnel", "data-quality"]
-
-
-@pytest.fixture(scope="module", params=["pipeline", "fixture"])
-def source(request):
-    """(export result, analyst file) for each source of marts."""
-    if request.param == "pipeline":
-        return request.getfixturevalue("pipeline_export"), request.getfixturevalue("pipeline_marts").path
-    return request.getfixturevalue("fixture_export"), request.getfixturevalue("fixture_marts")
-
-
-@pytest.fixture(scope="module")
-def rendered(source, browser):
-    export, _ = source
-    return browser.parse_dom(browser.dump_dom(export.report_path))
-
-
-@pytest.fixture(scope="module")
-def marts(source):
-    con = duckdb.connect(str(source[1]), read_only=True)
-    yield con
-    con.close()
 
 
 def one(con, sql, params=()):
